@@ -1,0 +1,217 @@
+"""The ``ragkit`` command: a thin layer that parses options, calls the library and prints.
+
+Heavy modules (the library, rich, numpy) are imported inside the commands, so ``ragkit --help``
+stays fast. Every :class:`~ragkit.errors.RagkitError` becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import RagkitError
+
+app = typer.Typer(
+    name="ragkit",
+    help="Index article collections and search them (dense embeddings + FAISS).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", "-i", help="Index folder [default: ./index].")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="sentence-transformers model name or local path [default: the packaged all-MiniLM-L6-v2].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from .console import print_error
+
+    try:
+        yield
+    except RagkitError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        raise typer.Exit(130) from None
+
+
+def _progress(enabled: bool = True):  # noqa: ANN202
+    from .console import RichProgress
+    from .progress import NoProgress
+
+    # Bars only for a person at a terminal: pipes, logs and tests get clean stderr.
+    return RichProgress() if enabled and sys.stderr.isatty() else NoProgress()
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
+    index_dir: IndexOpt = None,
+    model: ModelOpt = None,
+    factory: Annotated[str, typer.Option(help="FAISS index factory string.")] = "Flat",
+    max_tokens: Annotated[Optional[int], typer.Option(help="Passage size in model tokens [default: the model's window].")] = None,
+    overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,
+    title_prefix: Annotated[bool, typer.Option(help="Embed a separate document title with each passage.")] = True,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build an index from files and folders (replaces what the index folder held)."""
+    with _errors():
+        from .builder import BuildOptions, build_index
+        from .paths import default_index_dir
+
+        target = index_dir or default_index_dir()
+        result = build_index(
+            paths, target, model=model,
+            options=BuildOptions(factory=factory, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
+            progress=_progress(not quiet),
+        )
+        skipped = [{"location": loc, "reason": why} for loc, why in result.report.skipped]
+        if as_json:
+            typer.echo(json.dumps({"index": str(result.path), "documents": result.documents,
+                                   "passages": result.passages, "skipped": skipped}, ensure_ascii=False))
+            return
+        typer.echo(f"Indexed {result.documents} documents as {result.passages} passages into {result.path}")
+        if skipped:
+            typer.echo(f"Skipped {len(skipped)}:", err=True)
+            for s in skipped[:50]:
+                typer.echo(f"  {s['location']}: {s['reason']}", err=True)
+            if len(skipped) > 50:
+                typer.echo(f"  ... and {len(skipped) - 50} more (use --json for all)", err=True)
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to search for.", show_default=False)] = None,
+    index_dir: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Number of passages.")] = 10,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="File with one query a line ('-' for stdin).")] = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
+    with _errors():
+        from .errors import InvalidArgumentError
+
+        if k < 1:
+            raise InvalidArgumentError(f"-k must be at least 1, got {k}")
+        texts = _read_queries(query, queries)
+        idx = _open_for_search(index_dir, model)
+        results = idx.search_many(texts, k)
+        for q, res in zip(texts, results):
+            if as_json:
+                typer.echo(json.dumps({"query": q, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
+            else:
+                from .console import print_results
+
+                print_results(q, res)
+
+
+def _read_queries(query: str | None, queries: str | None) -> list[str]:
+    from .errors import InvalidArgumentError
+
+    if query is not None and queries is not None:
+        raise InvalidArgumentError("give a QUERY or --queries FILE, not both")
+    if queries is None:
+        if query is None or not query.strip():
+            raise InvalidArgumentError("the query is empty")
+        return [query]
+    if queries == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(queries).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArgumentError(f"cannot read queries file {queries}: {exc}") from exc
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise InvalidArgumentError("the queries file holds no query")
+    return texts
+
+
+def _open_for_search(index_dir: Path | None, model: str | None):  # noqa: ANN202
+    from .index import Index
+
+    if index_dir is None:
+        from .builder import ensure_index
+        from .paths import default_index_dir, default_seeds_dir
+
+        index_dir, seeds = default_index_dir(), default_seeds_dir()
+        if seeds.is_dir():
+            if ensure_index(index_dir, seeds, progress=_progress()):
+                typer.echo(f"Built the default index from {seeds} into {index_dir}", err=True)
+    return Index.open(index_dir, model=model)
+
+
+@app.command()
+def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Describe an index: model, chunking, counts, files."""
+    with _errors():
+        from .index import Index
+        from .paths import default_index_dir
+
+        idx = Index.open(index_dir or default_index_dir())
+        data = idx.info()
+        if as_json:
+            typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+            return
+        m, c, ch = data["model"], data["counts"], data.get("chunker", {})
+        lines = [
+            f"index:     {data['path']} (format {data['format_version']}, ragkit {data['ragkit_version']}, created {data['created']})",
+            f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
+            f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
+            f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
+            f"vectors:   FAISS {data['vectors']['factory']!r} in {data['vectors']['file']}",
+            f"contents:  {c['documents']} documents, {c['passages']} passages",
+        ]
+        sources = (data.get("sources") or {}).get("paths") or []
+        if sources:
+            lines.append(f"sources:   {', '.join(sources)}")
+        typer.echo("\n".join(lines))
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="BEIR-layout folder (corpus.jsonl[.gz], queries.jsonl, qrels/).", show_default=False)],
+    index_dir: IndexOpt = None,
+    model: ModelOpt = None,
+    split: Annotated[str, typer.Option(help="qrels split.")] = "test",
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate retrieval on a BEIR data set: nDCG@10, Recall@10/100, MRR@10."""
+    with _errors():
+        import tempfile
+
+        from .beir import load_beir
+        from .builder import build_index
+        from .evaluation import evaluate
+        from .index import Index
+        from .manifest import MANIFEST_NAME
+
+        data = load_beir(dataset, split)
+        with tempfile.TemporaryDirectory(prefix="ragkit-eval-") as tmp:
+            target = index_dir or Path(tmp)
+            if not (target / MANIFEST_NAME).is_file():
+                build_index([data.corpus], target, model=model, progress=_progress())
+            with Index.open(target, model=model) as idx:
+                result = evaluate(idx, data).to_dict()
+        if as_json:
+            typer.echo(json.dumps({"dataset": str(dataset), "split": split, **result}))
+            return
+        typer.echo(f"{dataset} ({split}, {result['queries']} queries)")
+        for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
+            typer.echo(f"  {key:<11}{result[key]:.4f}")
+
+
+def main() -> None:
+    app()

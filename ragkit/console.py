@@ -1,0 +1,82 @@
+"""Terminal output for the CLI: progress bars on stderr, result tables, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .documents import SearchResult
+
+SNIPPET_CHARS = 240
+TITLE_CHARS = 60
+
+
+def shorten(text: str, limit: int) -> str:
+    """Collapse whitespace and cut at a word boundary with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+class RichProgress:
+    """A rich progress bar on stderr that implements :class:`ragkit.progress.Progress`."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
+        self.finish()
+        columns = [SpinnerColumn(), TextColumn("{task.description:<10}")]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        self._progress = Progress(*columns, console=stderr_console(), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(stage, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            task = self._progress.tasks[0]
+            if task.total is None:
+                self._progress.update(self._task, total=1, completed=1)
+            self._progress.stop()
+            self._progress = None
+
+
+def print_error(message: str) -> None:
+    sys.stderr.write(f"ragkit: error: {message}\n")
+
+
+def print_results(query: str, results: list[SearchResult]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not results:
+        console.print(f"No passages for: {query}")
+        return
+    table = Table(title=f"{query}", title_justify="left", show_lines=True, expand=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("title", ratio=2)
+    table.add_column("date", no_wrap=True)
+    table.add_column("passage", ratio=5)
+    for r in results:
+        title = shorten(r.title or r.doc_id, TITLE_CHARS)
+        table.add_row(str(r.rank), f"{r.score:.3f}", title, r.date or "", shorten(r.text, SNIPPET_CHARS))
+    console.print(table)

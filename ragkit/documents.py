@@ -1,0 +1,61 @@
+"""The value types that flow through ragkit: documents in, passages inside, results out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One article. ``id`` is unique within an index; ``date`` is ISO ``YYYY-MM-DD`` or None."""
+
+    id: str
+    text: str
+    title: str = ""
+    date: str | None = None
+    source: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A span of a document: ``document.text[start:end] == text``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One ranked passage. ``score`` is the ranking score (cosine similarity in dense mode)."""
+
+    rank: int
+    score: float
+    doc_id: str
+    title: str
+    date: str | None
+    source: str
+    start: int
+    end: int
+    text: str
+    url: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "rank": self.rank,
+            "score": self.score,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "date": self.date,
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "url": self.url,
+        }
+        if self.scores:
+            out["scores"] = dict(self.scores)
+        return out

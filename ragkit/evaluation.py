@@ -1,0 +1,102 @@
+"""Retrieval metrics and the evaluation loop: a document is scored by its best passage."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .beir import BeirDataset
+    from .index import Index
+
+CUTOFFS_RECALL = (10, 100)
+DOC_DEPTH = 100
+
+
+def dcg(gains: Sequence[float]) -> float:
+    return sum((2.0**g - 1.0) / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
+    """nDCG@k with graded gains 2^rel - 1 (binary relevance: 1 for a hit)."""
+    ideal = dcg(sorted(relevant.values(), reverse=True)[:k])
+    if ideal == 0:
+        return 0.0
+    return dcg([relevant.get(d, 0) for d in ranked[:k]]) / ideal
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    if not relevant:
+        return 0.0
+    return len(set(ranked[:k]) & set(relevant)) / len(relevant)
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
+    for i, d in enumerate(ranked[:k]):
+        if relevant.get(d, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+@dataclass
+class EvalResult:
+    ndcg10: float
+    recall10: float
+    recall100: float
+    mrr10: float
+    queries: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "ndcg@10": round(self.ndcg10, 4),
+            "recall@10": round(self.recall10, 4),
+            "recall@100": round(self.recall100, 4),
+            "mrr@10": round(self.mrr10, 4),
+            "queries": self.queries,
+        }
+
+
+def score_runs(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> EvalResult:
+    """Average the metrics over the judged queries; a query with no run scores zero."""
+    n = len(qrels)
+    if n == 0:
+        return EvalResult(0.0, 0.0, 0.0, 0.0, 0)
+    tot = [0.0, 0.0, 0.0, 0.0]
+    for qid, rel in qrels.items():
+        ranked = runs.get(qid, [])
+        tot[0] += ndcg_at_k(ranked, rel, 10)
+        tot[1] += recall_at_k(ranked, rel, 10)
+        tot[2] += recall_at_k(ranked, rel, 100)
+        tot[3] += mrr_at_k(ranked, rel, 10)
+    return EvalResult(*(t / n for t in tot), queries=n)
+
+
+def documents_by_best_passage(ids: Sequence[int], passage_docs: Mapping[int, str], depth: int = DOC_DEPTH) -> list[str]:
+    """Collapse a best-first passage ranking into a document ranking (first occurrence wins)."""
+    seen: dict[str, None] = {}
+    for pid in ids:
+        doc = passage_docs.get(int(pid))
+        if doc is not None and doc not in seen:
+            seen[doc] = None
+            if len(seen) >= depth:
+                break
+    return list(seen)
+
+
+def evaluate(index: Index, dataset: BeirDataset, batch: int = 256) -> EvalResult:
+    """Run every judged query of ``dataset`` against ``index`` and score document rankings."""
+    passage_docs = index.passage_documents()
+    docs = max(1, int(index.manifest["counts"]["documents"]))
+    per_doc = max(1.0, len(index) / docs)
+    # Enough passages to reach DOC_DEPTH distinct documents in all but pathological cases.
+    fetch = min(len(index), int(DOC_DEPTH * per_doc * 3) + 10)
+    qids = list(dataset.queries)
+    runs: dict[str, list[str]] = {}
+    for lo in range(0, len(qids), batch):
+        chunk = qids[lo : lo + batch]
+        ranked = index.rank_passages([dataset.queries[q] for q in chunk], fetch)
+        for qid, (ids, _scores) in zip(chunk, ranked):
+            runs[qid] = documents_by_best_passage(ids, passage_docs)
+    return score_runs(runs, dataset.qrels)

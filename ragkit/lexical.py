@@ -1,0 +1,355 @@
+"""BM25 over analysed passages: bm25s scores, ragkit's analysis, a folder of JSON and NPY files.
+
+bm25s precomputes the BM25 weight of every (document, term) pair into a sparse CSC matrix;
+a query's score vector is the sum of its terms' columns. ragkit keeps that matrix, its own
+vocabulary and the external (passage) ids, and never uses bm25s's tokenizer.
+
+Files written by :meth:`LexicalIndex.save` (all readable with ``allow_pickle=False``):
+
+- ``bm25.json``: format, format version, BM25 parameters, analyzer config, counts, byte sizes
+- ``bm25_vocab.json``: the terms, a JSON list; a term's position is its column
+- ``bm25_ids.npy`` (int64): the external id of each row
+- ``bm25_data.npy`` (float32), ``bm25_indices.npy`` (int32), ``bm25_indptr.npy`` (int64): the
+  CSC matrix of weights (rows are documents, columns terms)
+
+Each file is written beside and renamed into place, the manifest ``bm25.json`` last; a load
+checks format version, analyzer, file sizes, dtypes and shapes, so a damaged or half-written
+folder raises :class:`~ragkit.errors.IndexFormatError` rather than returning garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
+from .errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
+
+__all__ = ["LexicalIndex"]
+
+FORMAT = "ragkit-bm25"
+FORMAT_VERSION = 1
+METHODS = ("lucene", "robertson", "atire")
+MANIFEST = "bm25.json"
+VOCAB = "bm25_vocab.json"
+# array name -> (file name, dtype)
+ARRAYS = {
+    "ids": ("bm25_ids.npy", np.dtype(np.int64)),
+    "data": ("bm25_data.npy", np.dtype(np.float32)),
+    "indices": ("bm25_indices.npy", np.dtype(np.int32)),
+    "indptr": ("bm25_indptr.npy", np.dtype(np.int64)),
+}
+
+_EMPTY_IDS = np.zeros(0, dtype=np.int64)
+_EMPTY_SCORES = np.zeros(0, dtype=np.float32)
+
+
+class LexicalIndex:
+    """A BM25 index of passages keyed by int64 external ids. Build it or load it; then search."""
+
+    def __init__(self, bm25: Any, vocab: dict[str, int], ids: np.ndarray, analyzer: Analyzer) -> None:
+        """Use :meth:`build` or :meth:`load`; ``bm25`` is a ``bm25s.BM25`` with its scores set."""
+        self._bm25 = bm25
+        self._vocab = vocab
+        self._ids = ids
+        self.analyzer = analyzer
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their rows)
+
+    # ----------------------------------------------------------------------------- building
+
+    @classmethod
+    def build(
+        cls,
+        ids: np.ndarray,
+        texts: Sequence[str],
+        analyzer: Analyzer | None = None,
+        k1: float = 1.2,
+        b: float = 0.75,
+        method: str = "lucene",
+    ) -> LexicalIndex:
+        """Index ``texts[i]`` under the unique id ``ids[i]``.
+
+        ``method`` picks bm25s's BM25 variant: ``lucene`` (default), ``robertson`` or ``atire``.
+        """
+        import bm25s
+
+        ids_arr = np.asarray(ids)
+        if ids_arr.ndim != 1 or not (ids_arr.dtype.kind in "iu" or ids_arr.size == 0):
+            raise InvalidArgumentError("ids must be a one-dimensional array of integers")
+        if len(ids_arr) != len(texts):
+            raise InvalidArgumentError(f"{len(ids_arr)} ids for {len(texts)} texts")
+        if len(texts) == 0:
+            raise EmptyCorpusError("nothing to index: no texts given to the lexical index")
+        ids_arr = ids_arr.astype(np.int64)
+        if np.unique(ids_arr).size != ids_arr.size:
+            raise InvalidArgumentError("ids of the lexical index must be unique")
+        if method not in METHODS:
+            raise InvalidArgumentError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
+        if not (k1 >= 0 and 0 <= b <= 1):
+            raise InvalidArgumentError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+
+        analyzer = analyzer if analyzer is not None else Analyzer()
+        vocab: dict[str, int] = {}
+        add = vocab.setdefault
+        doc_terms = [[add(term, len(vocab)) for term in terms] for terms in analyzer.terms_batch(texts)]
+        bm25 = bm25s.BM25(k1=float(k1), b=float(b), method=method, backend="numpy")
+        # Without any term the average length is 0 and bm25s computes an unused 0 / 0.
+        quiet = {"divide": "ignore", "invalid": "ignore"} if not vocab else {}
+        with np.errstate(**quiet):
+            bm25.index((doc_terms, vocab), create_empty_token=False, show_progress=False)
+        return cls(bm25, vocab, ids_arr, analyzer)
+
+    # ------------------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The external ids, in row order."""
+        return self._ids
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best ids and their scores, best first; only documents with a score above 0.
+
+        ``allowed`` restricts the ranking to these ids (unknown ids are ignored) before the top
+        ``k`` are taken. Ties are broken by row order (the order of ``build``).
+        """
+        _check_k(k)
+        return self._rank(self._term_ids(self.analyzer.terms(query)), k, allowed)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`search` for each query (analysed as one batch)."""
+        _check_k(k)
+        return [self._rank(self._term_ids(terms), k, None) for terms in self.analyzer.terms_batch(queries)]
+
+    def scores(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 scores (float32) of ``query`` for the given ids, 0 where no term matches.
+
+        Every id must be in the index (InvalidArgumentError otherwise).
+        """
+        rows, found = self._rows(np.asarray(ids))
+        if not found.all():
+            missing = np.asarray(ids).reshape(-1)[~found]
+            raise InvalidArgumentError(f"{missing.size} id(s) not in the lexical index, e.g. {int(missing[0])}")
+        return self._score_vector(self._term_ids(self.analyzer.terms(query)))[rows]
+
+    def config(self) -> dict[str, Any]:
+        """BM25 parameters, analyzer config and counts, as stored in ``bm25.json``."""
+        from bm25s.version import __version__ as bm25s_version
+
+        scores = self._bm25.scores
+        return {
+            "k1": float(self._bm25.k1),
+            "b": float(self._bm25.b),
+            "method": str(self._bm25.method),
+            "analyzer": self.analyzer.config(),
+            "n_docs": len(self),
+            "n_terms": len(self._vocab),
+            "n_postings": int(scores["data"].shape[0]),
+            "bm25s_version": bm25s_version,
+        }
+
+    def _term_ids(self, terms: list[str]) -> np.ndarray:
+        # Each distinct query term counts once (measured: same or better nDCG than counting repeats).
+        vocab = self._vocab
+        return np.array(sorted({vocab[t] for t in terms if t in vocab}), dtype=np.int32)
+
+    def _score_vector(self, term_ids: np.ndarray) -> np.ndarray:
+        if term_ids.size == 0:
+            return np.zeros(len(self), dtype=np.float32)
+        return self._bm25.get_scores_from_ids(term_ids)
+
+    def _rank(self, term_ids: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if term_ids.size == 0 or k == 0:
+            return _EMPTY_IDS, _EMPTY_SCORES
+        scores = self._score_vector(term_ids)
+        if allowed is None:
+            rows = np.flatnonzero(scores > 0)
+        else:
+            rows, found = self._rows(np.asarray(allowed))
+            rows = np.unique(rows[found])
+            rows = rows[scores[rows] > 0]
+        values = scores[rows]
+        if rows.size > k:
+            kth = np.partition(values, rows.size - k)[rows.size - k]
+            keep = values >= kth  # ties at the cut stay; the sort below settles them by row
+            rows, values = rows[keep], values[keep]
+        order = np.lexsort((rows, -values))[:k]
+        rows, values = rows[order], values[order]
+        return np.asarray(self._ids[rows], dtype=np.int64), values.astype(np.float32, copy=False)
+
+    def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``ids`` and a mask of which ids are in the index (rows of others are 0)."""
+        ids = ids.reshape(-1)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise InvalidArgumentError("ids must be integers")
+        if self._lookup is None:
+            order = np.argsort(self._ids, kind="stable")
+            self._lookup = (np.asarray(self._ids[order]), order)
+        sorted_ids, order = self._lookup
+        pos = np.searchsorted(sorted_ids, ids.astype(np.int64, copy=False))
+        pos = np.minimum(pos, len(sorted_ids) - 1)
+        found = sorted_ids[pos] == ids
+        return np.where(found, order[pos], 0), found
+
+    # -------------------------------------------------------------------------- persistence
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write the index into ``folder`` (created if needed); return the paths written."""
+        from .manifest import fsync_dir, write_atomic
+
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        scores = self._bm25.scores
+        arrays = {"ids": self._ids, **{key: scores[key] for key in ("data", "indices", "indptr")}}
+        terms = sorted(self._vocab, key=self._vocab.__getitem__)
+        written: list[Path] = []
+        sizes: dict[str, int] = {}
+        vocab_bytes = json.dumps(terms, ensure_ascii=False).encode("utf-8")
+        write_atomic(root / VOCAB, vocab_bytes)
+        written.append(root / VOCAB)
+        sizes[VOCAB] = len(vocab_bytes)
+        for name, (file_name, dtype) in ARRAYS.items():
+            path = root / file_name
+            _save_npy(path, np.ascontiguousarray(arrays[name], dtype=dtype))
+            written.append(path)
+            sizes[file_name] = path.stat().st_size
+        fsync_dir(root)
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config(), "files": sizes}
+        text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+        write_atomic(root / MANIFEST, text.encode("utf-8"))
+        written.append(root / MANIFEST)
+        return written
+
+    @classmethod
+    def load(cls, folder: str | Path, mmap: bool = False) -> LexicalIndex:
+        """Open an index written by :meth:`save`; ``mmap`` maps the arrays instead of reading them."""
+        import bm25s
+
+        root = Path(folder)
+        manifest = _read_manifest(root)
+        sizes = manifest["files"]
+        for file_name in [VOCAB, *(f for f, _ in ARRAYS.values())]:
+            path = root / file_name
+            if not path.is_file():
+                raise IndexFormatError(f"lexical index {root} is incomplete: {file_name} is missing")
+            if path.stat().st_size != sizes.get(file_name):
+                raise IndexFormatError(
+                    f"lexical index file {path} is damaged: {path.stat().st_size} bytes, "
+                    f"expected {sizes.get(file_name)}"
+                )
+        arrays = {name: _load_npy(root / file_name, dtype, mmap) for name, (file_name, dtype) in ARRAYS.items()}
+        try:
+            terms = json.loads((root / VOCAB).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexFormatError(f"lexical index file {root / VOCAB} is damaged: {exc}") from exc
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise IndexFormatError(f"lexical index file {root / VOCAB} is not a list of terms")
+        vocab = {term: i for i, term in enumerate(terms)}
+        _check_shapes(root, manifest, arrays, len(terms), len(vocab))
+
+        analyzer_cfg = manifest["analyzer"]
+        bm25 = bm25s.BM25(k1=manifest["k1"], b=manifest["b"], method=manifest["method"], backend="numpy")
+        bm25.scores = {
+            "data": arrays["data"],
+            "indices": arrays["indices"],
+            "indptr": arrays["indptr"],
+            "num_docs": int(manifest["n_docs"]),
+        }
+        bm25.vocab_dict = vocab
+        bm25.nonoccurrence_array = None  # only BM25L/BM25+ use it; METHODS excludes them
+        analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]))
+        return cls(bm25, vocab, arrays["ids"], analyzer)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise InvalidArgumentError(f"k must be a non-negative integer, got {k!r}")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_npy(path: Path, dtype: np.dtype, mmap: bool) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexFormatError(f"lexical index file {path} is damaged: {exc}") from exc
+    if array.dtype != dtype or array.ndim != 1:
+        found = f"{array.dtype}{list(array.shape)}"
+        raise IndexFormatError(f"lexical index file {path} holds {found}, expected a 1-D {dtype} array")
+    return array
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST
+    if not path.is_file():
+        raise IndexFormatError(f"no lexical index in {root}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexFormatError(f"lexical index manifest {path} is damaged: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{path} is not a ragkit BM25 manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"lexical index {root} has format version {manifest.get('format_version')}; "
+            f"this ragkit reads version {FORMAT_VERSION}: rebuild the index"
+        )
+    analyzer = manifest.get("analyzer")
+    if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
+        ANALYZER_NAME,
+        ANALYZER_VERSION,
+    ):
+        found = f"{analyzer.get('name')} v{analyzer.get('version')}" if isinstance(analyzer, dict) else "none"
+        raise IndexFormatError(
+            f"lexical index {root} was analysed with {found}; this ragkit uses "
+            f"{ANALYZER_NAME} v{ANALYZER_VERSION}: rebuild the index"
+        )
+    checks = {
+        "k1": (int, float),
+        "b": (int, float),
+        "method": str,
+        "n_docs": int,
+        "n_terms": int,
+        "n_postings": int,
+        "files": dict,
+    }
+    for key, kind in checks.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise IndexFormatError(f"{path} lacks a valid {key!r}")
+    if manifest["method"] not in METHODS:
+        raise IndexFormatError(f"{path} names an unknown BM25 method {manifest['method']!r}")
+    if not isinstance(analyzer.get("stem"), bool) or not isinstance(analyzer.get("stopwords"), bool):
+        raise IndexFormatError(f"{path} has an incomplete analyzer config")
+    return manifest
+
+
+def _check_shapes(
+    root: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], n_terms: int, n_distinct: int
+) -> None:
+    n_docs, n_postings = manifest["n_docs"], manifest["n_postings"]
+    indptr = arrays["indptr"]
+    problems = []
+    if n_terms != manifest["n_terms"] or n_distinct != n_terms:
+        problems.append(f"vocabulary has {n_terms} terms ({n_distinct} distinct), expected {manifest['n_terms']}")
+    if arrays["ids"].shape[0] != n_docs:
+        problems.append(f"{arrays['ids'].shape[0]} ids for {n_docs} documents")
+    if arrays["data"].shape[0] != n_postings or arrays["indices"].shape[0] != n_postings:
+        problems.append("data/indices lengths differ from the posting count")
+    if indptr.shape[0] != n_terms + 1 or int(indptr[0]) != 0 or int(indptr[-1]) != n_postings:
+        problems.append("indptr does not match the vocabulary and posting count")
+    if problems:
+        raise IndexFormatError(f"lexical index {root} is inconsistent: {'; '.join(problems)}")

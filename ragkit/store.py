@@ -1,0 +1,137 @@
+"""Documents and passages in SQLite.
+
+A passage row holds only its document and character offsets; its text is sliced from the
+document by SQLite's ``substr`` (which counts characters, like Python's ``str``), so the
+stored offsets are the single source of truth: ``document.text[start:end] == passage.text``.
+Passage ids are the ids of the vectors in FAISS and of the rows of the lexical index.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .documents import Document
+from .errors import IndexFormatError
+
+_SCHEMA = """
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    doc_id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    date TEXT,
+    source TEXT NOT NULL,
+    url TEXT,
+    text TEXT NOT NULL
+);
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY,
+    doc INTEGER NOT NULL REFERENCES documents(id),
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL
+);
+CREATE INDEX passages_doc ON passages(doc);
+CREATE INDEX documents_date ON documents(date);
+"""
+
+_PASSAGE_SELECT = """
+SELECT p.id, d.doc_id, d.title, d.date, d.source, d.url, p.start, p."end",
+       substr(d.text, p.start + 1, p."end" - p.start)
+FROM passages p JOIN documents d ON d.id = p.doc
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPassage:
+    id: int
+    doc_id: str
+    title: str
+    date: str | None
+    source: str
+    url: str | None
+    start: int
+    end: int
+    text: str
+
+
+class Store:
+    """An SQLite file of documents and passages."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def create(cls, path: str | Path) -> Store:
+        p = Path(path)
+        p.unlink(missing_ok=True)
+        conn = sqlite3.connect(p)
+        conn.executescript(_SCHEMA)
+        return cls(conn, p)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open read-only; a missing or foreign file is an IndexFormatError."""
+        p = Path(path)
+        if not p.is_file():
+            raise IndexFormatError(f"passage store {p} is missing")
+        try:
+            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"passage store {p} is not a ragkit SQLite file: {exc}") from exc
+        if not {"documents", "passages"} <= tables:
+            raise IndexFormatError(f"passage store {p} lacks ragkit tables")
+        return cls(conn, p)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- writing -------------------------------------------------------------------------
+    def add_document(self, doc: Document) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO documents (doc_id, title, date, source, url, text) VALUES (?, ?, ?, ?, ?, ?)",
+            (doc.id, doc.title, doc.date, doc.source, doc.url, doc.text),
+        )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def add_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        """Insert (passage id, document row id, start, end) rows."""
+        self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    # -- reading -------------------------------------------------------------------------
+    def passages(self, ids: Sequence[int]) -> dict[int, StoredPassage]:
+        """The passages with these ids (missing ids are simply absent)."""
+        out: dict[int, StoredPassage] = {}
+        wanted = [int(i) for i in ids if int(i) >= 0]
+        for lo in range(0, len(wanted), 500):
+            chunk = wanted[lo : lo + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.id IN ({marks})", chunk):
+                out[row[0]] = StoredPassage(*row)
+        return out
+
+    def iter_passages(self) -> Iterator[StoredPassage]:
+        for row in self._conn.execute(f"{_PASSAGE_SELECT} ORDER BY p.id"):
+            yield StoredPassage(*row)
+
+    def passage_docs(self) -> dict[int, str]:
+        """Passage id -> document id, for every passage (used to score documents)."""
+        rows = self._conn.execute("SELECT p.id, d.doc_id FROM passages p JOIN documents d ON d.id = p.doc")
+        return dict(rows)
+
+    def document(self, doc_id: str) -> Document | None:
+        row = self._conn.execute(
+            "SELECT doc_id, text, title, date, source, url FROM documents WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        return Document(*row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        docs = self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        passages = self._conn.execute("SELECT count(*) FROM passages").fetchone()[0]
+        return {"documents": int(docs), "passages": int(passages)}
