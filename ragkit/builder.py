@@ -19,6 +19,7 @@ from .chunking import MIN_MAX_TOKENS, Chunker
 from .documents import Document
 from .embedding import Embedder
 from .errors import EmptyCorpusError, InvalidArgumentError
+from .lexical import LexicalIndex
 from .loaders import LoadReport, load_documents, source_files
 from .manifest import MANIFEST_NAME, fsync_dir, new_manifest, write_manifest
 from .progress import NoProgress, Progress
@@ -139,20 +140,29 @@ def build_index(
         vec_name, store_name = f"vectors-{generation:06d}.faiss", f"store-{generation:06d}.sqlite"
         store = Store.create(root / store_name)
         rows: list[tuple[int, int, int, int]] = []
+        doc_rows: list[int] = []
         pid = 0
         for doc, doc_spans in zip(docs, spans):
             rowid = store.add_document(doc)
+            doc_rows.append(rowid)
             for s, e in doc_spans:
                 rows.append((pid, rowid, s, e))
                 pid += 1
         store.add_passages(rows)
         store.commit()
         store.close()
+        lexical_name, doc_lexical_name = f"lexical-{generation:06d}", f"doclexical-{generation:06d}"
+        progress.start("BM25", None)
+        lexical = LexicalIndex.build(np.arange(len(embed_texts), dtype=np.int64), embed_texts)
+        lexical.save(root / lexical_name)
+        doc_texts = [d.text if not d.title or d.text.startswith(d.title) else f"{d.title}\n{d.text}" for d in docs]
+        LexicalIndex.build(np.asarray(doc_rows, dtype=np.int64), doc_texts).save(root / doc_lexical_name)
         index = VectorIndex.create(embedder.dimension, options.factory)
         index.add(np.arange(len(embed_texts), dtype=np.int64), vectors)
         index.save(root / vec_name)
         for name in (vec_name, store_name):
             _fsync_file(root / name)
+        progress.finish()
         manifest: dict[str, Any] = new_manifest(
             generation=generation,
             model=embedder.describe(),
@@ -165,11 +175,12 @@ def build_index(
             },
             vectors={"file": vec_name, "factory": options.factory, "dimension": embedder.dimension},
             store={"file": store_name},
+            lexical={"dir": lexical_name, "documents_dir": doc_lexical_name, **lexical.config()},
             counts={"documents": len(docs), "passages": len(embed_texts)},
             sources={"paths": source_paths, "fingerprint": corpus_fingerprint(source_paths) if source_paths else None},
         )
         write_manifest(root, manifest)
-        _remove_stale(root, keep={MANIFEST_NAME, vec_name, store_name})
+        _remove_stale(root, keep={MANIFEST_NAME, vec_name, store_name, lexical_name, doc_lexical_name})
     progress.finish()
     return BuildResult(root, len(docs), len(embed_texts), report)
 
@@ -191,11 +202,15 @@ def _fsync_file(path: Path) -> None:
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
     """Delete data files of older generations (never anything ragkit did not write)."""
+    import shutil
+
     for f in root.iterdir():
-        if f.name in keep or not f.is_file():
+        if f.name in keep:
             continue
-        if f.name.startswith(("vectors-", "store-")) and f.suffix in (".faiss", ".sqlite"):
+        if f.is_file() and f.name.startswith(("vectors-", "store-")) and f.suffix in (".faiss", ".sqlite"):
             f.unlink(missing_ok=True)
+        elif f.is_dir() and not f.is_symlink() and f.name.startswith(("lexical-", "doclexical-")):
+            shutil.rmtree(f, ignore_errors=True)
 
 
 def ensure_index(

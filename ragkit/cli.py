@@ -90,31 +90,54 @@ def index(
                 typer.echo(f"  ... and {len(skipped) - 50} more (use --json for all)", err=True)
 
 
+ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid (BM25 + dense), lexical (BM25) or dense.")]
+DenseWeightOpt = Annotated[Optional[float], typer.Option("--dense-weight", help="Dense share of the hybrid score for queries in a language the model reads [default: 0.3].")]
+FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: convex (normalised scores) or rrf.")]
+
+
+def _fusion(method: str, dense_weight: float | None):  # noqa: ANN202
+    from .fusion import FusionConfig
+
+    return FusionConfig(method=method) if dense_weight is None else FusionConfig(method=method, dense_weight=dense_weight)
+
+
 @app.command()
 def search(
     query: Annotated[Optional[str], typer.Argument(help="What to search for.", show_default=False)] = None,
     index_dir: IndexOpt = None,
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of passages.")] = 10,
     queries: Annotated[Optional[str], typer.Option("--queries", help="File with one query a line ('-' for stdin).")] = None,
+    mode: ModeOpt = "hybrid",
+    since: Annotated[Optional[str], typer.Option(help="Only documents dated on or after YYYY-MM-DD.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only documents dated on or before YYYY-MM-DD.")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Only documents whose source path matches this glob.")] = None,
+    per_doc: Annotated[int, typer.Option("--per-doc", help="At most this many passages per document (0: no limit).")] = 3,
+    dense_weight: DenseWeightOpt = None,
+    fusion: FusionOpt = "convex",
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
         from .errors import InvalidArgumentError
+        from .filters import Filters
 
         if k < 1:
             raise InvalidArgumentError(f"-k must be at least 1, got {k}")
+        if per_doc < 0:
+            raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
+        filters = Filters(since=since, until=until, source=source)
+        config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
-        results = idx.search_many(texts, k)
+        results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)
         for q, res in zip(texts, results):
             if as_json:
-                typer.echo(json.dumps({"query": q, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
+                typer.echo(json.dumps({"query": q, "mode": mode, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
             else:
                 from .console import print_results
 
-                print_results(q, res)
+                print_results(q, res, idx.lexical.analyzer)
 
 
 def _read_queries(query: str | None, queries: str | None) -> list[str]:
@@ -165,13 +188,15 @@ def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         if as_json:
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
-        m, c, ch = data["model"], data["counts"], data.get("chunker", {})
+        m, c, ch, lex = data["model"], data["counts"], data.get("chunker", {}), data.get("lexical", {})
         lines = [
             f"index:     {data['path']} (format {data['format_version']}, ragkit {data['ragkit_version']}, created {data['created']})",
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
             f"vectors:   FAISS {data['vectors']['factory']!r} in {data['vectors']['file']}",
+            f"lexical:   BM25 {lex.get('method')} (k1 {lex.get('k1')}, b {lex.get('b')}), analyzer "
+            f"{(lex.get('analyzer') or {}).get('name')} in {lex.get('dir')}",
             f"contents:  {c['documents']} documents, {c['passages']} passages",
         ]
         sources = (data.get("sources") or {}).get("paths") or []
@@ -186,6 +211,10 @@ def eval_(
     index_dir: IndexOpt = None,
     model: ModelOpt = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
+    mode: ModeOpt = "hybrid",
+    compare: Annotated[bool, typer.Option("--compare", help="Run lexical, dense and hybrid side by side.")] = False,
+    dense_weight: DenseWeightOpt = None,
+    fusion: FusionOpt = "convex",
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate retrieval on a BEIR data set: nDCG@10, Recall@10/100, MRR@10."""
@@ -199,18 +228,25 @@ def eval_(
         from .manifest import MANIFEST_NAME
 
         data = load_beir(dataset, split)
+        config = _fusion(fusion, dense_weight)
+        modes = ["lexical", "dense", "hybrid"] if compare else [mode]
         with tempfile.TemporaryDirectory(prefix="ragkit-eval-") as tmp:
             target = index_dir or Path(tmp)
             if not (target / MANIFEST_NAME).is_file():
                 build_index([data.corpus], target, model=model, progress=_progress())
             with Index.open(target, model=model) as idx:
-                result = evaluate(idx, data).to_dict()
+                scores = {m: evaluate(idx, data, mode=m, fusion=config).to_dict() for m in modes}
+                model_name = idx.manifest["model"]["name"]
+        head = {"dataset": str(dataset), "split": split, "model": model_name}
         if as_json:
-            typer.echo(json.dumps({"dataset": str(dataset), "split": split, **result}))
+            body = {"modes": scores} if compare else {"mode": mode, **scores[mode]}
+            typer.echo(json.dumps({**head, **body}, ensure_ascii=False))
             return
-        typer.echo(f"{dataset} ({split}, {result['queries']} queries)")
-        for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
-            typer.echo(f"  {key:<11}{result[key]:.4f}")
+        queries = next(iter(scores.values()))["queries"]
+        typer.echo(f"{dataset} ({split}, {queries} queries, model {model_name})")
+        typer.echo(f"  {'mode':<9}" + "".join(f"{key:>12}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")))
+        for m, res in scores.items():
+            typer.echo(f"  {m:<9}" + "".join(f"{res[key]:>12.4f}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .analysis import Analyzer
     from .documents import SearchResult
 
 SNIPPET_CHARS = 240
@@ -62,7 +63,23 @@ def print_error(message: str) -> None:
     sys.stderr.write(f"ragkit: error: {message}\n")
 
 
-def print_results(query: str, results: list[SearchResult]) -> None:
+def highlight(text: str, query: str, analyzer: Analyzer | None) -> Any:
+    """A rich Text with the words that match a query term (after stemming) in bold."""
+    import re
+
+    from rich.text import Text
+
+    out = Text(text)
+    if analyzer is None:
+        return out
+    wanted = set(analyzer.terms(query))
+    for m in re.finditer(r"\w+", text):
+        if wanted.intersection(analyzer.terms(m.group())):
+            out.stylize("bold yellow", m.start(), m.end())
+    return out
+
+
+def print_results(query: str, results: list[SearchResult], analyzer: Analyzer | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -78,5 +95,5 @@ def print_results(query: str, results: list[SearchResult]) -> None:
     table.add_column("passage", ratio=5)
     for r in results:
         title = shorten(r.title or r.doc_id, TITLE_CHARS)
-        table.add_row(str(r.rank), f"{r.score:.3f}", title, r.date or "", shorten(r.text, SNIPPET_CHARS))
+        table.add_row(str(r.rank), f"{r.score:.3f}", title, r.date or "", highlight(shorten(r.text, SNIPPET_CHARS), query, analyzer))
     console.print(table)

@@ -41,6 +41,7 @@ class SearchResult:
     end: int
     text: str
     url: str | None = None
+    mode: str = "dense"
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -55,7 +56,7 @@ class SearchResult:
             "end": self.end,
             "text": self.text,
             "url": self.url,
+            "mode": self.mode,
+            "scores": dict(self.scores),
         }
-        if self.scores:
-            out["scores"] = dict(self.scores)
         return out

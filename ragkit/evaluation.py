@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .beir import BeirDataset
+    from .fusion import FusionConfig
     from .index import Index
 
 CUTOFFS_RECALL = (10, 100)
@@ -85,7 +86,14 @@ def documents_by_best_passage(ids: Sequence[int], passage_docs: Mapping[int, str
     return list(seen)
 
 
-def evaluate(index: Index, dataset: BeirDataset, batch: int = 256) -> EvalResult:
+def evaluate(
+    index: Index,
+    dataset: BeirDataset,
+    *,
+    mode: str = "hybrid",
+    fusion: FusionConfig | None = None,
+    batch: int = 256,
+) -> EvalResult:
     """Run every judged query of ``dataset`` against ``index`` and score document rankings."""
     passage_docs = index.passage_documents()
     docs = max(1, int(index.manifest["counts"]["documents"]))
@@ -96,7 +104,7 @@ def evaluate(index: Index, dataset: BeirDataset, batch: int = 256) -> EvalResult
     runs: dict[str, list[str]] = {}
     for lo in range(0, len(qids), batch):
         chunk = qids[lo : lo + batch]
-        ranked = index.rank_passages([dataset.queries[q] for q in chunk], fetch)
-        for qid, (ids, _scores) in zip(chunk, ranked):
-            runs[qid] = documents_by_best_passage(ids, passage_docs)
+        ranked = index.rank_passages([dataset.queries[q] for q in chunk], fetch, mode=mode, fusion=fusion)
+        for qid, fused in zip(chunk, ranked):
+            runs[qid] = documents_by_best_passage(fused.ids, passage_docs)
     return score_runs(runs, dataset.qrels)

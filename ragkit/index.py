@@ -9,12 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from .analysis import detect_language
 from .documents import SearchResult
 from .embedding import Embedder, same_model
 from .errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
+from .filters import Filters
+from .fusion import Fused, FusionConfig, fuse
+from .lexical import LexicalIndex
 from .manifest import read_manifest
 from .store import Store
 from .vectors import VectorIndex
+
+MODES = ("hybrid", "lexical", "dense")
+DEFAULT_PER_DOC = 3
+_QUERY_CACHE = 50_000
 
 
 class Index:
@@ -26,7 +34,11 @@ class Index:
         self._embedder = embedder
         self._vectors: VectorIndex | None = None
         self._store: Store | None = None
+        self._lexical: LexicalIndex | None = None
+        self._doc_lexical: LexicalIndex | None = None
+        self._doc_rows: np.ndarray | None = None
         self._passage_docs: dict[int, str] | None = None
+        self._query_vectors: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(
@@ -52,12 +64,12 @@ class Index:
 
     # -- lazily opened parts ---------------------------------------------------------------
     def _check_files(self) -> None:
-        for section in ("vectors", "store"):
-            name = self.manifest[section].get("file")
+        for section, key in (("vectors", "file"), ("store", "file"), ("lexical", "dir"), ("lexical", "documents_dir")):
+            name = (self.manifest.get(section) or {}).get(key)
             if not isinstance(name, str) or "/" in name or "\\" in name:
-                raise IndexFormatError(f"{self.path}/manifest.json has no valid {section}.file")
+                raise IndexFormatError(f"{self.path}/manifest.json has no valid {section}.{key}")
             f = self.path / name
-            if not f.is_file():
+            if not f.exists():
                 raise IndexFormatError(f"index {self.path} is damaged: {f.name} is missing")
 
     @property
@@ -73,6 +85,18 @@ class Index:
             v = self.manifest["vectors"]
             self._vectors = VectorIndex.load(self.path / v["file"], v["factory"], int(self.manifest["model"]["dimension"]))
         return self._vectors
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            self._lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["dir"])
+        return self._lexical
+
+    @property
+    def doc_lexical(self) -> LexicalIndex:
+        if self._doc_lexical is None:
+            self._doc_lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["documents_dir"])
+        return self._doc_lexical
 
     @property
     def store(self) -> Store:
@@ -100,50 +124,188 @@ class Index:
 
     # -- search ----------------------------------------------------------------------------
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        vectors = self.embedder.embed_queries(list(queries))
-        expected = int(self.manifest["model"]["dimension"])
-        if vectors.shape[1] != expected:
-            raise ModelMismatchError(
-                f"model {self.embedder.name!r} now gives {vectors.shape[1]}-dimensional vectors; "
-                f"index {self.path} holds {expected}-dimensional ones: rebuild it"
-            )
-        return vectors
+        """Query vectors, cached by text (eval and repeated queries embed once)."""
+        missing = [q for q in dict.fromkeys(queries) if q not in self._query_vectors]
+        if missing:
+            vectors = self.embedder.embed_queries(missing)
+            expected = int(self.manifest["model"]["dimension"])
+            if vectors.shape[1] != expected:
+                raise ModelMismatchError(
+                    f"model {self.embedder.name!r} now gives {vectors.shape[1]}-dimensional vectors; "
+                    f"index {self.path} holds {expected}-dimensional ones: rebuild it"
+                )
+            if len(self._query_vectors) + len(missing) > _QUERY_CACHE:
+                self._query_vectors.clear()
+            self._query_vectors.update(zip(missing, vectors))
+        return np.stack([self._query_vectors[q] for q in queries])
 
-    def rank_passages(self, queries: Sequence[str], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each query, up to ``n`` (passage ids, scores), best first."""
+    def allowed(self, filters: Filters | None) -> np.ndarray | None:
+        """Passage ids passing ``filters`` (None: no filter)."""
+        if filters is None or not filters.active:
+            return None
+        return np.asarray(self.store.allowed_passages(filters), dtype=np.int64)
+
+    def rank_passages(
+        self,
+        queries: Sequence[str],
+        n: int,
+        *,
+        mode: str = "hybrid",
+        allowed: np.ndarray | None = None,
+        fusion: FusionConfig | None = None,
+    ) -> list[Fused]:
+        """For each query, up to ``n`` passages best first, with their component scores."""
         queries = [_check_query(q) for q in queries]
-        if not queries:
-            return []
-        scores, ids = self.vectors.search(self.embed_queries(queries), n)
+        if mode not in MODES:
+            raise InvalidArgumentError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if not queries or (allowed is not None and len(allowed) == 0):
+            return [_empty() for _ in queries]
+        fusion = fusion or FusionConfig()
+        weights = [self._dense_weight(q, fusion) if mode == "hybrid" else 0.0 for q in queries]
+        need_dense = mode == "dense" or any(w > 0 for w in weights)
+        qvecs = self.embed_queries(queries) if need_dense else None
+        if mode == "dense":
+            scores, ids = self.vectors.search(qvecs, n, allowed)
+            return [_from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
-        for row_ids, row_scores in zip(ids, scores):
-            keep = row_ids >= 0
-            out.append((row_ids[keep], row_scores[keep]))
+        for qi, query in enumerate(queries):
+            lex_vec = self._lexical_vector(query, fusion.doc_weight)
+            lex_ids, lex_scores = _top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
+            if mode == "lexical" or weights[qi] == 0.0:
+                out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
+                continue
+            _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
+            ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
+            lexical = lex_vec[self.lexical.rows_of(ids)]
+            dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
+            fused = fuse(ids, lexical, dense, fusion, weights[qi])
+            out.append(Fused(fused.ids[:n], fused.scores[:n], {k: v[:n] for k, v in fused.components.items()}))
         return out
 
-    def search(self, query: str, k: int = 10) -> list[SearchResult]:
-        """The ``k`` best passages for ``query``, best first."""
-        return self.search_many([query], k)[0]
+    def _lexical_vector(self, query: str, doc_weight: float) -> np.ndarray:
+        """Lexical score of every passage row: its BM25 mixed with its document's BM25.
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchResult]]:
+        ``doc_weight`` is the document's share; 0 gives the passage's plain BM25 score.
+        """
+        passage = self.lexical.score_all(query).astype(np.float64)
+        if doc_weight <= 0.0:
+            return passage
+        document = self.doc_lexical.score_all(query).astype(np.float64)[self._passage_doc_rows()]
+        p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
+        mixed = np.zeros_like(passage)
+        if p_top > 0:
+            mixed += (1.0 - doc_weight) * passage / p_top
+        if d_top > 0:
+            mixed += doc_weight * document / d_top
+        return mixed
+
+    def _passage_doc_rows(self) -> np.ndarray:
+        """For each passage row of the lexical index, the row of its document in doc_lexical."""
+        if self._doc_rows is None:
+            doc_of = self.store.passage_document_rows()
+            self._doc_rows = self.doc_lexical.rows_of(doc_of[self.lexical.ids])
+        return self._doc_rows
+
+    def _allowed_rows(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        rows, found = self.lexical._rows(allowed)
+        return np.unique(rows[found])
+
+    def _dense_weight(self, query: str, fusion: FusionConfig) -> float:
+        return fusion.weight_for(self.manifest["model"]["name"], detect_language(query))
+
+    def search(self, query: str, k: int = 10, **options: Any) -> list[SearchResult]:
+        """The ``k`` best passages for ``query``, best first. Options as in :meth:`search_many`."""
+        return self.search_many([query], k, **options)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        per_doc: int | None = DEFAULT_PER_DOC,
+        fusion: FusionConfig | None = None,
+    ) -> list[list[SearchResult]]:
+        """The ``k`` best passages for each query.
+
+        ``mode``: ``hybrid`` (default), ``lexical`` or ``dense``. ``filters`` are applied before
+        ranking. ``per_doc`` caps passages per document (None: no cap).
+        """
         _check_k(k)
-        ranked = self.rank_passages(queries, k)
-        rows = self.store.passages([int(i) for ids, _ in ranked for i in ids])
-        results = []
-        for ids, scores in ranked:
-            hits = [(rows[int(i)], float(s)) for i, s in zip(ids, scores) if int(i) in rows]
-            results.append([
-                SearchResult(rank=r, score=s, doc_id=p.doc_id, title=p.title, date=p.date, source=p.source,
-                             start=p.start, end=p.end, text=p.text, url=p.url)
-                for r, (p, s) in enumerate(hits, start=1)
-            ])
+        if per_doc is not None and per_doc < 1:
+            raise InvalidArgumentError(f"per-doc must be a positive integer, got {per_doc!r}")
+        allowed = self.allowed(filters)
+        results: list[list[SearchResult]] = []
+        for query in queries:
+            n = k if per_doc is None else k * 4
+            while True:
+                ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
+                picked = _cap_per_doc(ranked, self.passage_documents(), per_doc, k)
+                exhausted = len(ranked.ids) < n or n >= len(self)
+                if len(picked) >= k or exhausted:
+                    break
+                n *= 4
+            results.append(self._results(ranked, picked, mode))
         return results
+
+    def _results(self, ranked: Fused, picked: list[int], mode: str) -> list[SearchResult]:
+        rows = self.store.passages([int(ranked.ids[i]) for i in picked])
+        out = []
+        for i in picked:
+            p = rows.get(int(ranked.ids[i]))
+            if p is None:
+                continue
+            components = {name: float(v[i]) for name, v in ranked.components.items()}
+            out.append(SearchResult(
+                rank=len(out) + 1, score=float(ranked.scores[i]), doc_id=p.doc_id, title=p.title, date=p.date,
+                source=p.source, start=p.start, end=p.end, text=p.text, url=p.url, mode=mode, scores=components,
+            ))
+        return out
 
     def passage_documents(self) -> dict[int, str]:
         """Passage id -> document id for the whole index."""
         if self._passage_docs is None:
             self._passage_docs = self.store.passage_docs()
         return self._passage_docs
+
+
+def _cap_per_doc(ranked: Fused, passage_docs: dict[int, str], per_doc: int | None, k: int) -> list[int]:
+    """Positions in ``ranked`` of the first ``k`` passages, at most ``per_doc`` per document."""
+    if per_doc is None:
+        return list(range(min(k, len(ranked.ids))))
+    counts: dict[str, int] = {}
+    picked = []
+    for i, pid in enumerate(ranked.ids):
+        doc = passage_docs.get(int(pid), "")
+        if counts.get(doc, 0) < per_doc:
+            counts[doc] = counts.get(doc, 0) + 1
+            picked.append(i)
+            if len(picked) == k:
+                break
+    return picked
+
+
+def _top(ids: np.ndarray, values: np.ndarray, n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (ids, values) with a value above 0, best first, ties by row."""
+    candidates = np.flatnonzero(values > 0) if rows is None else rows[values[rows] > 0]
+    picked = values[candidates]
+    if candidates.size > n:
+        keep = np.argpartition(-picked, n - 1)[:n]
+        candidates, picked = candidates[keep], picked[keep]
+    order = np.lexsort((candidates, -picked))
+    return np.asarray(ids[candidates[order]], dtype=np.int64), picked[order].astype(np.float32)
+
+
+def _from_dense(ids: np.ndarray, scores: np.ndarray) -> Fused:
+    keep = ids >= 0
+    return Fused(ids[keep], scores[keep], {"dense": scores[keep]})
+
+
+def _empty() -> Fused:
+    return Fused(np.zeros(0, np.int64), np.zeros(0, np.float32), {})
 
 
 def _check_query(query: str) -> str:

@@ -155,6 +155,17 @@ class LexicalIndex:
             "bm25s_version": bm25s_version,
         }
 
+    def score_all(self, query: str) -> np.ndarray:
+        """BM25 scores of every row for ``query`` (aligned with :attr:`ids`)."""
+        return self._score_vector(self._term_ids(self.analyzer.terms(query)))
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of external ``ids``; an unknown id is an InvalidArgumentError."""
+        rows, found = self._rows(np.asarray(ids))
+        if not bool(np.all(found)):
+            raise InvalidArgumentError("unknown ids in lexical index lookup")
+        return rows
+
     def _term_ids(self, terms: list[str]) -> np.ndarray:
         # Each distinct query term counts once (measured: same or better nDCG than counting repeats).
         vocab = self._vocab

@@ -13,8 +13,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .documents import Document
 from .errors import IndexFormatError
+from .filters import Filters
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -34,6 +37,7 @@ CREATE TABLE passages (
 );
 CREATE INDEX passages_doc ON passages(doc);
 CREATE INDEX documents_date ON documents(date);
+CREATE INDEX documents_source ON documents(source);
 """
 
 _PASSAGE_SELECT = """
@@ -124,6 +128,20 @@ class Store:
         """Passage id -> document id, for every passage (used to score documents)."""
         rows = self._conn.execute("SELECT p.id, d.doc_id FROM passages p JOIN documents d ON d.id = p.doc")
         return dict(rows)
+
+    def allowed_passages(self, filters: Filters) -> list[int]:
+        """Ids of the passages whose documents pass ``filters``."""
+        where, params = filters.sql()
+        rows = self._conn.execute(f"SELECT p.id FROM passages p JOIN documents d ON d.id = p.doc WHERE {where}", params)
+        return [r[0] for r in rows]
+
+    def passage_document_rows(self) -> np.ndarray:
+        """Document row id of each passage, indexed by passage id (-1 for unused ids)."""
+        rows = self._conn.execute("SELECT id, doc FROM passages").fetchall()
+        out = np.full(max((r[0] for r in rows), default=-1) + 1, -1, dtype=np.int64)
+        for pid, doc in rows:
+            out[pid] = doc
+        return out
 
     def document(self, doc_id: str) -> Document | None:
         row = self._conn.execute(

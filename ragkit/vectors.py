@@ -72,14 +72,25 @@ class VectorIndex:
             self._index.train(x)
         self._index.add_with_ids(x, np.ascontiguousarray(ids, dtype=np.int64))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (scores, ids), each of shape (n_queries, k); missing hits have id -1."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, ids), each of shape (n_queries, k); missing hits have id -1.
+
+        ``allowed`` restricts the search to these ids inside FAISS (a filter applied before
+        ranking, so ``k`` hits come back whenever ``k`` allowed vectors exist).
+        """
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
         k = max(1, min(int(k), len(self))) if len(self) else 1
-        scores, ids = self._index.search(q, k)
-        return scores, ids
+        if allowed is None:
+            return self._index.search(q, k)
+        faiss = _faiss()
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        return self._index.search(q, k, params=faiss.SearchParameters(sel=selector))
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of these ids (exact for Flat, approximate for quantised types)."""
+        return self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
 
     def save(self, path: str | Path) -> None:
         faiss = _faiss()

@@ -138,7 +138,7 @@ def test_rebuild_replaces_generation_and_failed_build_keeps_old_index(tmp_path, 
     build_index(DOCS, tmp_path, embedder=fake_embedder)
     build_index(DOCS[:2], tmp_path, embedder=fake_embedder)
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
-    assert files == ["manifest.json", "store-000002.sqlite", "vectors-000002.faiss"]
+    assert files == ["doclexical-000002", "lexical-000002", "manifest.json", "store-000002.sqlite", "vectors-000002.faiss"]
 
     class Exploding(type(fake_embedder)):
         def embed_passages(self, passages, progress=None):
