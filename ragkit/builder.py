@@ -1,14 +1,18 @@
-"""Building an index folder: load -> chunk -> embed -> write a new generation -> commit.
+"""Writing an index folder: load -> chunk -> embed (cached) -> write a new generation -> commit.
 
 Data files get generation-numbered names and the manifest is replaced last, atomically, so a
-crash or an error at any point leaves the previous index intact and searchable.
+crash or an error at any point leaves the previous index intact and searchable. One writer at
+a time holds the folder's lock; readers never take it. Updates (:func:`update_index`) write a
+whole new generation too: unchanged passages come from the embedding cache, so only new or
+changed text is embedded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +22,18 @@ import numpy as np
 from .chunking import MIN_MAX_TOKENS, Chunker
 from .documents import Document
 from .embedding import Embedder
-from .errors import EmptyCorpusError, InvalidArgumentError
+from .embedding_cache import CACHE_NAME, EmbeddingCache
+from .errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError
 from .lexical import LexicalIndex
 from .loaders import LoadReport, load_documents, source_files
-from .manifest import MANIFEST_NAME, fsync_dir, new_manifest, write_manifest
+from .manifest import MANIFEST_NAME, fsync_dir, new_manifest, read_manifest, write_manifest
 from .progress import NoProgress, Progress
 from .store import Store
 from .vectors import VectorIndex
 
 # A title longer than this share of the passage budget is not prefixed to passages.
 _MAX_TITLE_SHARE = 0.25
+_DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-")
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,8 @@ class BuildOptions:
     title_prefix: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_tokens is not None and self.max_tokens < 8:
-            raise InvalidArgumentError("--max-tokens must be at least 8")
+        if self.max_tokens is not None and self.max_tokens < MIN_MAX_TOKENS:
+            raise InvalidArgumentError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")
         if self.overlap_tokens < 0:
             raise InvalidArgumentError("--overlap must be >= 0")
 
@@ -52,6 +58,9 @@ class BuildResult:
     documents: int
     passages: int
     report: LoadReport = field(default_factory=LoadReport)
+    embedded: int = 0  # passages embedded by the model (the rest came from the cache)
+    added: int = 0
+    removed: int = 0
 
 
 def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
@@ -66,6 +75,27 @@ def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def writer_lock(root: Path, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the index folder's writer lock; wait for it (telling ``on_wait``) or fail at once."""
+    from filelock import FileLock, Timeout
+
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise IndexLockedError(f"another ragkit process is writing {root}; try again later") from None
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def build_index(
     sources: Iterable[str | os.PathLike[str]] | Iterable[Document],
     path: str | os.PathLike[str],
@@ -74,13 +104,77 @@ def build_index(
     embedder: Embedder | None = None,
     options: BuildOptions | None = None,
     progress: Progress | None = None,
+    wait: bool = True,
+    on_wait: Callable[[], None] | None = None,
 ) -> BuildResult:
-    """Build (or rebuild) the index folder ``path`` from files/folders or Document objects."""
-    from filelock import FileLock
+    """Build the index folder ``path`` from files/folders or Document objects.
 
-    options = options or BuildOptions()
+    An index already there is replaced by a new generation; passages whose text did not
+    change are not embedded again.
+    """
     progress = progress or NoProgress()
     root = Path(path)
+    docs, report, source_paths = _collect(sources, progress)
+    with writer_lock(root, wait, on_wait):
+        result = _write(root, docs, embedder or Embedder(model), options or BuildOptions(), progress,
+                        sources={"paths": source_paths,
+                                 "fingerprint": corpus_fingerprint(source_paths) if source_paths else None})
+    result.report = report
+    return result
+
+
+def update_index(
+    path: str | os.PathLike[str],
+    *,
+    add: Iterable[str | os.PathLike[str]] | Iterable[Document] = (),
+    remove: Iterable[str] = (),
+    remove_source: str | None = None,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+    wait: bool = True,
+    on_wait: Callable[[], None] | None = None,
+) -> BuildResult:
+    """Upsert documents (same id: replaced) and remove documents by id or source glob.
+
+    The index keeps its model and chunking settings; only new or changed passages are embedded.
+    """
+    from .filters import Filters
+    from .index import Index
+
+    progress = progress or NoProgress()
+    root = Path(path)
+    new_docs, report, source_paths = _collect(add, progress, allow_empty=True)
+    with writer_lock(root, wait, on_wait):
+        manifest = read_manifest(root)
+        with Index.open(root, embedder=embedder) as current:
+            existing = current.store.documents()
+            unknown = sorted(set(remove) - {d.id for d in existing})
+            if unknown:
+                raise InvalidArgumentError(f"no document with id {unknown[0]!r} in {root}")
+            dropped = set(remove)
+            if remove_source is not None:
+                dropped |= set(current.store.document_ids(Filters(source=remove_source)))
+            embedder = current.embedder
+        replaced = {d.id for d in new_docs}
+        docs = [d for d in existing if d.id not in dropped and d.id not in replaced] + new_docs
+        if not docs:
+            raise EmptyCorpusError(f"removing these documents would leave {root} empty")
+        chunker = manifest.get("chunker", {})
+        options = BuildOptions(factory=manifest["vectors"]["factory"], max_tokens=chunker.get("max_tokens"),
+                               overlap_tokens=int(chunker.get("overlap_tokens", 0)),
+                               title_prefix=bool(chunker.get("title_prefix", True)))
+        old_paths = (manifest.get("sources") or {}).get("paths") or []
+        sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
+        result = _write(root, docs, embedder, options, progress, sources=sources)
+    result.report = report
+    result.added = len(new_docs)
+    result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
+    return result
+
+
+def _collect(
+    sources: Iterable[str | os.PathLike[str]] | Iterable[Document], progress: Progress, allow_empty: bool = False
+) -> tuple[list[Document], LoadReport, list[str]]:
     items = list(sources)
     report = LoadReport()
     source_paths: list[str] = []
@@ -91,10 +185,12 @@ def build_index(
         if any(isinstance(x, Document) for x in items):
             raise InvalidArgumentError("give either paths or Document objects, not both")
         source_paths = [str(Path(p).resolve()) for p in items]  # type: ignore[arg-type]
-        progress.start("Loading", None)
-        docs, report = load_documents(source_paths)
-        progress.finish()
-    if not docs:
+        docs = []
+        if source_paths:
+            progress.start("Loading", None)
+            docs, report = load_documents(source_paths)
+            progress.finish()
+    if not docs and not (allow_empty and not items):
         detail = f" ({report.summary()})" if report.files or report.skipped else ""
         raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
     seen: set[str] = set()
@@ -102,8 +198,11 @@ def build_index(
         if d.id in seen:
             raise InvalidArgumentError(f"duplicate document id {d.id!r}")
         seen.add(d.id)
+    return docs, report, source_paths
 
-    embedder = embedder or Embedder(model)
+
+def _chunk(docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress):  # noqa: ANN202
+    """Passage spans per document, the texts to embed, and the chunker settings."""
     counter = embedder.token_counter()
     window = embedder.max_tokens - counter.special_tokens
     prompt_tokens = counter.count([embedder.passage_prompt])[0] if embedder.passage_prompt else 0
@@ -113,11 +212,10 @@ def build_index(
     if budget < MIN_MAX_TOKENS:
         raise InvalidArgumentError(f"model window of {embedder.max_tokens} tokens leaves no room for passages")
     chunker = Chunker(counter, budget, min(options.overlap_tokens, budget // 2 - 1))
-
     progress.start("Chunking", len(docs))
     title_tokens = counter.count([d.title for d in docs]) if options.title_prefix else [0] * len(docs)
     spans: list[list[tuple[int, int]]] = []
-    embed_texts: list[str] = []
+    texts: list[str] = []
     for doc, t_tokens in zip(docs, title_tokens):
         prefix = ""
         fits = t_tokens + 1 <= budget * _MAX_TITLE_SHARE and budget - t_tokens - 1 >= MIN_MAX_TOKENS
@@ -125,71 +223,98 @@ def build_index(
             prefix = doc.title + "\n"
         doc_spans = chunker.spans(doc.text, budget - (t_tokens + 1 if prefix else 0))
         spans.append(doc_spans)
-        embed_texts.extend(prefix + doc.text[s:e] for s, e in doc_spans)
+        texts.extend(prefix + doc.text[s:e] for s, e in doc_spans)
         progress.advance()
     progress.finish()
+    settings = {
+        "tokenizer": embedder.name,
+        "max_tokens": budget,
+        "overlap_tokens": chunker.overlap_tokens,
+        "title_prefix": options.title_prefix,
+        "sentence_splitter": "ragkit.chunking/1",
+    }
+    return spans, texts, settings
 
-    progress.start("Embedding", len(embed_texts))
-    vectors = embedder.embed_passages(embed_texts, progress=progress.advance)
-    progress.finish()
+
+def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
+    cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt)
+    try:
+        keys = cache.keys(texts)
+        found = cache.get(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+        for i, k in enumerate(keys):
+            if k in found:
+                vectors[i] = found[k]
+        progress.start("Embedding", len(missing))
+        if missing:
+            fresh = embedder.embed_passages([texts[i] for i in missing], progress=progress.advance)
+            vectors[missing] = fresh
+            cache.put([keys[i] for i in missing], fresh)
+        progress.finish()
+        return vectors, len(missing)
+    finally:
+        cache.close()
+
+
+def _write(
+    root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
+    sources: dict[str, Any],
+) -> BuildResult:
+    """Write ``docs`` as the next generation of ``root`` and commit it (caller holds the lock)."""
+    spans, texts, chunker_settings = _chunk(docs, embedder, options, progress)
+    vectors, embedded = _embed(root, texts, embedder, progress)
 
     progress.start("Writing", None)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".lock")):
-        generation = _next_generation(root)
-        vec_name, store_name = f"vectors-{generation:06d}.faiss", f"store-{generation:06d}.sqlite"
-        store = Store.create(root / store_name)
-        rows: list[tuple[int, int, int, int]] = []
-        doc_rows: list[int] = []
-        pid = 0
-        for doc, doc_spans in zip(docs, spans):
-            rowid = store.add_document(doc)
-            doc_rows.append(rowid)
-            for s, e in doc_spans:
-                rows.append((pid, rowid, s, e))
-                pid += 1
-        store.add_passages(rows)
-        store.commit()
-        store.close()
-        lexical_name, doc_lexical_name = f"lexical-{generation:06d}", f"doclexical-{generation:06d}"
-        progress.start("BM25", None)
-        lexical = LexicalIndex.build(np.arange(len(embed_texts), dtype=np.int64), embed_texts)
-        lexical.save(root / lexical_name)
-        doc_texts = [d.text if not d.title or d.text.startswith(d.title) else f"{d.title}\n{d.text}" for d in docs]
-        LexicalIndex.build(np.asarray(doc_rows, dtype=np.int64), doc_texts).save(root / doc_lexical_name)
-        index = VectorIndex.create(embedder.dimension, options.factory)
-        index.add(np.arange(len(embed_texts), dtype=np.int64), vectors)
-        index.save(root / vec_name)
-        for name in (vec_name, store_name):
-            _fsync_file(root / name)
-        progress.finish()
-        manifest: dict[str, Any] = new_manifest(
-            generation=generation,
-            model=embedder.describe(),
-            chunker={
-                "tokenizer": embedder.name,
-                "max_tokens": budget,
-                "overlap_tokens": chunker.overlap_tokens,
-                "title_prefix": options.title_prefix,
-                "sentence_splitter": "ragkit.chunking/1",
-            },
-            vectors={"file": vec_name, "factory": options.factory, "dimension": embedder.dimension},
-            store={"file": store_name},
-            lexical={"dir": lexical_name, "documents_dir": doc_lexical_name, **lexical.config()},
-            counts={"documents": len(docs), "passages": len(embed_texts)},
-            sources={"paths": source_paths, "fingerprint": corpus_fingerprint(source_paths) if source_paths else None},
-        )
-        write_manifest(root, manifest)
-        _remove_stale(root, keep={MANIFEST_NAME, vec_name, store_name, lexical_name, doc_lexical_name})
+    generation = _next_generation(root)
+    names = {
+        "vectors": f"vectors-{generation:06d}.faiss",
+        "store": f"store-{generation:06d}.sqlite",
+        "lexical": f"lexical-{generation:06d}",
+        "doclexical": f"doclexical-{generation:06d}",
+    }
+    store = Store.create(root / names["store"])
+    rows: list[tuple[int, int, int, int]] = []
+    doc_rows: list[int] = []
+    for doc, doc_spans in zip(docs, spans):
+        rowid = store.add_document(doc)
+        doc_rows.append(rowid)
+        rows.extend((len(rows), rowid, s, e) for s, e in doc_spans)
+    store.add_passages(rows)
+    store.commit()
+    store.close()
+    ids = np.arange(len(texts), dtype=np.int64)
+    lexical = LexicalIndex.build(ids, texts)
+    lexical.save(root / names["lexical"])
+    doc_texts = [d.text if not d.title or d.text.startswith(d.title) else f"{d.title}\n{d.text}" for d in docs]
+    LexicalIndex.build(np.asarray(doc_rows, dtype=np.int64), doc_texts).save(root / names["doclexical"])
+    index = VectorIndex.create(embedder.dimension, options.factory)
+    index.add(ids, vectors)
+    index.save(root / names["vectors"])
+    for key in ("vectors", "store"):
+        _fsync_file(root / names[key])
+    manifest: dict[str, Any] = new_manifest(
+        generation=generation,
+        model=embedder.describe(),
+        chunker=chunker_settings,
+        vectors={"file": names["vectors"], "factory": options.factory, "dimension": embedder.dimension},
+        store={"file": names["store"]},
+        lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
+        counts={"documents": len(docs), "passages": len(texts)},
+        sources=sources,
+    )
+    write_manifest(root, manifest)
+    _remove_stale(root, keep=set(names.values()))
     progress.finish()
-    return BuildResult(root, len(docs), len(embed_texts), report)
+    return BuildResult(root, len(docs), len(texts), embedded=embedded)
 
 
 def _next_generation(root: Path) -> int:
     numbers = [0]
     for f in root.iterdir():
         stem = f.name.split(".")[0]
-        if "-" in stem and stem.rsplit("-", 1)[1].isdigit():
+        if stem.startswith(_DATA_PREFIXES) and stem.rsplit("-", 1)[1].isdigit():
             numbers.append(int(stem.rsplit("-", 1)[1]))
     return max(numbers) + 1
 
@@ -201,16 +326,16 @@ def _fsync_file(path: Path) -> None:
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Delete data files of older generations (never anything ragkit did not write)."""
+    """Delete data files of other generations (never anything ragkit did not write)."""
     import shutil
 
     for f in root.iterdir():
-        if f.name in keep:
+        if f.name in keep or f.name == MANIFEST_NAME or not f.name.startswith(_DATA_PREFIXES):
             continue
-        if f.is_file() and f.name.startswith(("vectors-", "store-")) and f.suffix in (".faiss", ".sqlite"):
-            f.unlink(missing_ok=True)
-        elif f.is_dir() and not f.is_symlink() and f.name.startswith(("lexical-", "doclexical-")):
+        if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)
+        elif f.suffix in (".faiss", ".sqlite"):
+            f.unlink(missing_ok=True)
 
 
 def ensure_index(
@@ -224,7 +349,6 @@ def ensure_index(
     An index that was built from other sources is left alone. Returns True when it built.
     """
     from .errors import IndexNotFoundError
-    from .manifest import read_manifest
 
     root, corpus_path = Path(path), str(Path(corpus).resolve())
     try:

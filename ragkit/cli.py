@@ -53,6 +53,32 @@ def _progress(enabled: bool = True):  # noqa: ANN202
     return RichProgress() if enabled and sys.stderr.isatty() else NoProgress()
 
 
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another process is writing the index.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _on_wait() -> None:
+    typer.echo("ragkit: another process is writing this index; waiting for it to finish...", err=True)
+
+
+def _report(result, as_json: bool, verb: str) -> None:  # noqa: ANN001
+    skipped = [{"location": loc, "reason": why} for loc, why in result.report.skipped]
+    if as_json:
+        typer.echo(json.dumps({"index": str(result.path), "documents": result.documents, "passages": result.passages,
+                               "embedded": result.embedded, "added": result.added, "removed": result.removed,
+                               "skipped": skipped}, ensure_ascii=False))
+        return
+    cached = result.passages - result.embedded
+    typer.echo(f"{verb} {result.path}: {result.documents} documents, {result.passages} passages "
+               f"({result.embedded} embedded, {cached} from cache)")
+    if skipped:
+        typer.echo(f"Skipped {len(skipped)}:", err=True)
+        for s in skipped[:50]:
+            typer.echo(f"  {s['location']}: {s['reason']}", err=True)
+        if len(skipped) > 50:
+            typer.echo(f"  ... and {len(skipped) - 50} more (use --json for all)", err=True)
+
+
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
@@ -62,32 +88,61 @@ def index(
     max_tokens: Annotated[Optional[int], typer.Option(help="Passage size in model tokens [default: the model's window].")] = None,
     overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,
     title_prefix: Annotated[bool, typer.Option(help="Embed a separate document title with each passage.")] = True,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Build an index from files and folders (replaces what the index folder held)."""
+    """Build an index from files and folders (replaces what the index held; unchanged passages are not re-embedded)."""
     with _errors():
         from .builder import BuildOptions, build_index
         from .paths import default_index_dir
 
-        target = index_dir or default_index_dir()
         result = build_index(
-            paths, target, model=model,
+            paths, index_dir or default_index_dir(), model=model,
             options=BuildOptions(factory=factory, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
-            progress=_progress(not quiet),
+            progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait,
         )
-        skipped = [{"location": loc, "reason": why} for loc, why in result.report.skipped]
-        if as_json:
-            typer.echo(json.dumps({"index": str(result.path), "documents": result.documents,
-                                   "passages": result.passages, "skipped": skipped}, ensure_ascii=False))
-            return
-        typer.echo(f"Indexed {result.documents} documents as {result.passages} passages into {result.path}")
-        if skipped:
-            typer.echo(f"Skipped {len(skipped)}:", err=True)
-            for s in skipped[:50]:
-                typer.echo(f"  {s['location']}: {s['reason']}", err=True)
-            if len(skipped) > 50:
-                typer.echo(f"  ... and {len(skipped) - 50} more (use --json for all)", err=True)
+        _report(result, as_json, "Indexed")
+
+
+@app.command()
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to add; documents with a known id replace it.", show_default=False)],
+    index_dir: IndexOpt = None,
+    no_wait: NoWaitOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add or update documents in an existing index (only new or changed text is embedded)."""
+    with _errors():
+        from .builder import update_index
+        from .paths import default_index_dir
+
+        result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
+                              wait=not no_wait, on_wait=_on_wait)
+        _report(result, as_json, "Updated")
+
+
+@app.command()
+def remove(
+    doc_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the documents to remove.", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Option(help="Remove the documents whose source path matches this glob.")] = None,
+    index_dir: IndexOpt = None,
+    no_wait: NoWaitOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove documents from an index by id or by source glob."""
+    with _errors():
+        from .builder import update_index
+        from .errors import InvalidArgumentError
+        from .paths import default_index_dir
+
+        if not doc_ids and source is None:
+            raise InvalidArgumentError("give document ids or --source GLOB")
+        result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
+                              progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait)
+        _report(result, as_json, "Updated")
 
 
 ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid (BM25 + dense), lexical (BM25) or dense.")]

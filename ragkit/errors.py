@@ -29,3 +29,7 @@ class EmptyCorpusError(RagkitError):
 
 class InvalidArgumentError(RagkitError):
     """A bad query, k, option value or data set."""
+
+
+class IndexLockedError(RagkitError):
+    """Another process is writing the index and the caller chose not to wait."""

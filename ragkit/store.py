@@ -143,6 +143,16 @@ class Store:
             out[pid] = doc
         return out
 
+    def document_ids(self, filters: Filters) -> list[str]:
+        """Ids of the documents that pass ``filters``."""
+        where, params = filters.sql()
+        return [r[0] for r in self._conn.execute(f"SELECT d.doc_id FROM documents d WHERE {where}", params)]
+
+    def documents(self) -> list[Document]:
+        """Every document, in insertion order."""
+        rows = self._conn.execute("SELECT doc_id, text, title, date, source, url FROM documents ORDER BY id")
+        return [Document(*row) for row in rows]
+
     def document(self, doc_id: str) -> Document | None:
         row = self._conn.execute(
             "SELECT doc_id, text, title, date, source, url FROM documents WHERE doc_id = ?", (doc_id,)

@@ -138,14 +138,16 @@ def test_rebuild_replaces_generation_and_failed_build_keeps_old_index(tmp_path, 
     build_index(DOCS, tmp_path, embedder=fake_embedder)
     build_index(DOCS[:2], tmp_path, embedder=fake_embedder)
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
-    assert files == ["doclexical-000002", "lexical-000002", "manifest.json", "store-000002.sqlite", "vectors-000002.faiss"]
+    assert files == ["doclexical-000002", "embeddings.sqlite", "lexical-000002", "manifest.json",
+                     "store-000002.sqlite", "vectors-000002.faiss"]
 
     class Exploding(type(fake_embedder)):
         def embed_passages(self, passages, progress=None):
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-embedding
 
+    fresh = [*DOCS, Document("new", "A passage the cache has never seen.")]
     with pytest.raises(KeyboardInterrupt):
-        build_index(DOCS, tmp_path, embedder=Exploding())
+        build_index(fresh, tmp_path, embedder=Exploding())
     with Index.open(tmp_path, embedder=fake_embedder) as idx:
         assert {r.doc_id for r in idx.search("cats rockets bread", k=10)} == {"cats", "rockets"}
 
