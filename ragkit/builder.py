@@ -294,6 +294,8 @@ def _write(
     index.save(root / names["vectors"])
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
+    from .checksums import record
+
     manifest: dict[str, Any] = new_manifest(
         generation=generation,
         model=embedder.describe(),
@@ -303,6 +305,7 @@ def _write(
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
         counts={"documents": len(docs), "passages": len(texts)},
         sources=sources,
+        files=record(root, list(names.values())),
     )
     write_manifest(root, manifest)
     _remove_stale(root, keep=set(names.values()))

@@ -232,7 +232,11 @@ def _open_for_search(index_dir: Path | None, model: str | None):  # noqa: ANN202
 
 
 @app.command()
-def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+def info(
+    index_dir: IndexOpt = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Check full checksums and FAISS/SQLite/BM25 consistency.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Describe an index: model, chunking, counts, files."""
     with _errors():
         from .index import Index
@@ -240,6 +244,8 @@ def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
         idx = Index.open(index_dir or default_index_dir())
         data = idx.info()
+        if verify:
+            data["verified"] = idx.verify()
         if as_json:
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
@@ -257,6 +263,8 @@ def info(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         sources = (data.get("sources") or {}).get("paths") or []
         if sources:
             lines.append(f"sources:   {', '.join(sources)}")
+        if verify:
+            lines.append(f"verified:  {data['verified']['files']} files match their checksums; FAISS, SQLite and BM25 agree")
         typer.echo("\n".join(lines))
 
 

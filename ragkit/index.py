@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import detect_language
+from .checksums import check
 from .documents import SearchResult
 from .embedding import Embedder, same_model
 from .errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
@@ -71,6 +72,36 @@ class Index:
             f = self.path / name
             if not f.exists():
                 raise IndexFormatError(f"index {self.path} is damaged: {f.name} is missing")
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise IndexFormatError(f"{self.path}/manifest.json lists no file checksums")
+        check(self.path, files)
+
+    def verify(self) -> dict[str, Any]:
+        """Check every file's full checksum and that FAISS, SQLite and BM25 agree; raise on damage."""
+        check(self.path, self.manifest["files"], full=True)
+        counts = self.manifest["counts"]
+        found = {
+            "vectors": len(self.vectors),
+            "passages": self.store.counts()["passages"],
+            "lexical passages": len(self.lexical),
+            "documents": self.store.counts()["documents"],
+            "lexical documents": len(self.doc_lexical),
+        }
+        expected = {"vectors": counts["passages"], "passages": counts["passages"], "lexical passages": counts["passages"],
+                    "documents": counts["documents"], "lexical documents": counts["documents"]}
+        for key, value in found.items():
+            if value != expected[key]:
+                raise IndexFormatError(f"index {self.path} is inconsistent: {value} {key}, manifest says {expected[key]}")
+        ids = np.sort(self.lexical.ids)
+        if not np.array_equal(ids, np.arange(counts["passages"])):
+            raise IndexFormatError(f"index {self.path} is inconsistent: lexical ids differ from passage ids")
+        probe = ids[:: max(1, len(ids) // 64)]
+        stored = self.store.passages(probe.tolist())
+        if len(stored) != len(probe):
+            raise IndexFormatError(f"index {self.path} is inconsistent: vector ids without passages")
+        self.vectors.reconstruct(probe)  # raises inside FAISS for ids it does not hold
+        return {"files": len(self.manifest["files"]), **found}
 
     @property
     def embedder(self) -> Embedder:
