@@ -91,14 +91,18 @@ class Analyzer:
     An Analyzer may be shared between threads.
     """
 
-    def __init__(self, stem: bool = True, stopwords: bool = True) -> None:
+    def __init__(self, stem: bool = True, stopwords: bool = True, stopword_list: Iterable[str] | None = None) -> None:
+        """``stopword_list`` replaces bm25s's Russian and English lists (an index stores the list
+        it was built with, so searching it needs neither bm25s nor its import time)."""
         self.stem = bool(stem)
         self.stopwords = bool(stopwords)
         self._cache: dict[str, str] = {}  # surface token -> term, "" for a dropped token
         self._lock = threading.Lock()
         self._stemmers: dict[str, Any] | None = None
         self._stop: frozenset[str] = frozenset()
-        if self.stopwords:
+        if self.stopwords and stopword_list is not None:
+            self._stop = _stopword_set(stopword_list)
+        elif self.stopwords:
             from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
             self._stop = _stopword_set(STOPWORDS_RUSSIAN) | _stopword_set(STOPWORDS_EN)
@@ -113,6 +117,7 @@ class Analyzer:
             "version": ANALYZER_VERSION,
             "stem": self.stem,
             "stopwords": self.stopwords,
+            "stopword_list": sorted(self._stop),
         }
 
     def terms(self, text: str) -> list[str]:

@@ -33,7 +33,7 @@ from .vectors import VectorIndex
 
 # A title longer than this share of the passage budget is not prefixed to passages.
 _MAX_TITLE_SHARE = 0.25
-_DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-")
+_DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-", "query-encoder-")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class BuildOptions:
     max_tokens: int | None = None
     overlap_tokens: int = 0
     title_prefix: bool = True
+    query_encoder: bool = True  # export an ONNX query encoder for torch-free searches
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < MIN_MAX_TOKENS:
@@ -294,6 +295,9 @@ def _write(
     index.save(root / names["vectors"])
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
+    query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
+    if query_encoder is not None:
+        names["query_encoder"] = query_encoder["dir"]
     from .checksums import record
 
     manifest: dict[str, Any] = new_manifest(
@@ -304,6 +308,7 @@ def _write(
         store={"file": names["store"]},
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
         counts={"documents": len(docs), "passages": len(texts)},
+        query_encoder=query_encoder,
         sources=sources,
         files=record(root, list(names.values())),
     )
@@ -313,11 +318,39 @@ def _write(
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
 
 
+def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
+    """Export (or reuse) the ONNX query encoder of this model; None where it cannot be exported."""
+    import logging
+
+    if type(embedder) is not Embedder:  # test fakes, ONNX-backed embedders
+        return None
+    from .onnx_encoder import OnnxEncoderError, OnnxExportUnsupported, read_config
+
+    key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
+    name = f"query-encoder-{key.hexdigest()[:12]}"
+    try:
+        if (root / name).is_dir():
+            config = read_config(root / name)
+            if config.get("model", {}).get("name") == embedder.name:
+                return {"dir": name}
+    except OnnxEncoderError:
+        pass
+    try:
+        from .onnx_encoder import export_onnx
+
+        export_onnx(embedder.model, root / name, model_name=embedder.name,
+                    query_prompt=embedder.query_prompt, passage_prompt=embedder.passage_prompt)
+    except (OnnxExportUnsupported, ImportError) as exc:
+        logging.getLogger("ragkit").info("no ONNX query encoder for %s: %s", embedder.name, exc)
+        return None
+    return {"dir": name}
+
+
 def _next_generation(root: Path) -> int:
     numbers = [0]
     for f in root.iterdir():
         stem = f.name.split(".")[0]
-        if stem.startswith(_DATA_PREFIXES) and stem.rsplit("-", 1)[1].isdigit():
+        if stem.startswith(_DATA_PREFIXES[:4]) and stem.rsplit("-", 1)[1].isdigit():
             numbers.append(int(stem.rsplit("-", 1)[1]))
     return max(numbers) + 1
 

@@ -160,3 +160,37 @@ class Embedder:
 
     def embed_passages(self, passages: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
         return self.embed(passages, self.passage_prompt, progress)
+
+
+class OnnxQueryEmbedder(Embedder):
+    """Embeds queries with an index's exported ONNX encoder: onnxruntime + tokenizers, no torch.
+
+    Vectors match the sentence-transformers model the index was built with (checked at export).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, name: str, query_prompt: str, passage_prompt: str) -> None:
+        from .onnx_encoder import OnnxEncoder
+
+        super().__init__(name, query_prompt=query_prompt, passage_prompt=passage_prompt)
+        self.name = name
+        self._encoder = OnnxEncoder.load(Path(folder))
+
+    @property
+    def model(self) -> Any:
+        raise ModelLoadError("an ONNX query encoder has no sentence-transformers model")
+
+    @property
+    def dimension(self) -> int:
+        return int(self._encoder.dimension)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._encoder.max_seq_length)
+
+    def token_counter(self) -> HFTokenCounter:
+        from .tokens import HFTokenCounter
+
+        return HFTokenCounter.from_file(self._encoder.tokenizer_path)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._encoder.encode(texts, batch_size=max(1, len(texts)))

@@ -105,9 +105,19 @@ class Index:
 
     @property
     def embedder(self) -> Embedder:
+        """The query embedder: the index's ONNX encoder when it has one (no torch), else the model."""
         if self._embedder is None:
             m = self.manifest["model"]
-            self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"), passage_prompt=m.get("passage_prompt"))
+            encoder = self.manifest.get("query_encoder")
+            if encoder and os.environ.get("RAGKIT_QUERY_ENCODER") != "torch":
+                from .embedding import OnnxQueryEmbedder
+
+                self._embedder = OnnxQueryEmbedder(self.path / encoder["dir"], name=m["name"],
+                                                   query_prompt=m.get("query_prompt", ""),
+                                                   passage_prompt=m.get("passage_prompt", ""))
+            else:
+                self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
+                                          passage_prompt=m.get("passage_prompt"))
         return self._embedder
 
     @property

@@ -52,9 +52,18 @@ _EMPTY_SCORES = np.zeros(0, dtype=np.float32)
 class LexicalIndex:
     """A BM25 index of passages keyed by int64 external ids. Build it or load it; then search."""
 
-    def __init__(self, bm25: Any, vocab: dict[str, int], ids: np.ndarray, analyzer: Analyzer) -> None:
-        """Use :meth:`build` or :meth:`load`; ``bm25`` is a ``bm25s.BM25`` with its scores set."""
-        self._bm25 = bm25
+    def __init__(
+        self, params: dict[str, Any], matrix: dict[str, np.ndarray], vocab: dict[str, int], ids: np.ndarray,
+        analyzer: Analyzer,
+    ) -> None:
+        """Use :meth:`build` or :meth:`load`.
+
+        ``params`` holds k1, b, method and bm25s_version; ``matrix`` the CSC arrays ``data``,
+        ``indices``, ``indptr`` of BM25 weights (rows: documents, columns: terms). Searching
+        needs only numpy: bm25s (and scipy) are imported to build, never to search.
+        """
+        self._params = params
+        self._matrix = matrix
         self._vocab = vocab
         self._ids = ids
         self.analyzer = analyzer
@@ -102,7 +111,11 @@ class LexicalIndex:
         quiet = {"divide": "ignore", "invalid": "ignore"} if not vocab else {}
         with np.errstate(**quiet):
             bm25.index((doc_terms, vocab), create_empty_token=False, show_progress=False)
-        return cls(bm25, vocab, ids_arr, analyzer)
+        from bm25s.version import __version__ as bm25s_version
+
+        params = {"k1": float(k1), "b": float(b), "method": method, "bm25s_version": bm25s_version}
+        matrix = {key: np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr")}
+        return cls(params, matrix, vocab, ids_arr, analyzer)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -141,18 +154,15 @@ class LexicalIndex:
 
     def config(self) -> dict[str, Any]:
         """BM25 parameters, analyzer config and counts, as stored in ``bm25.json``."""
-        from bm25s.version import __version__ as bm25s_version
-
-        scores = self._bm25.scores
         return {
-            "k1": float(self._bm25.k1),
-            "b": float(self._bm25.b),
-            "method": str(self._bm25.method),
+            "k1": float(self._params["k1"]),
+            "b": float(self._params["b"]),
+            "method": str(self._params["method"]),
             "analyzer": self.analyzer.config(),
             "n_docs": len(self),
             "n_terms": len(self._vocab),
-            "n_postings": int(scores["data"].shape[0]),
-            "bm25s_version": bm25s_version,
+            "n_postings": int(self._matrix["data"].shape[0]),
+            "bm25s_version": self._params.get("bm25s_version"),
         }
 
     def score_all(self, query: str) -> np.ndarray:
@@ -174,7 +184,12 @@ class LexicalIndex:
     def _score_vector(self, term_ids: np.ndarray) -> np.ndarray:
         if term_ids.size == 0:
             return np.zeros(len(self), dtype=np.float32)
-        return self._bm25.get_scores_from_ids(term_ids)
+        data, indices, indptr = self._matrix["data"], self._matrix["indices"], self._matrix["indptr"]
+        scores = np.zeros(len(self), dtype=np.float32)
+        for term in term_ids:
+            lo, hi = int(indptr[term]), int(indptr[term + 1])
+            scores[indices[lo:hi]] += data[lo:hi]  # rows within one column are distinct
+        return scores
 
     def _rank(self, term_ids: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if term_ids.size == 0 or k == 0:
@@ -217,8 +232,7 @@ class LexicalIndex:
 
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
-        scores = self._bm25.scores
-        arrays = {"ids": self._ids, **{key: scores[key] for key in ("data", "indices", "indptr")}}
+        arrays = {"ids": self._ids, **self._matrix}
         terms = sorted(self._vocab, key=self._vocab.__getitem__)
         written: list[Path] = []
         sizes: dict[str, int] = {}
@@ -241,8 +255,6 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = False) -> LexicalIndex:
         """Open an index written by :meth:`save`; ``mmap`` maps the arrays instead of reading them."""
-        import bm25s
-
         root = Path(folder)
         manifest = _read_manifest(root)
         sizes = manifest["files"]
@@ -266,17 +278,12 @@ class LexicalIndex:
         _check_shapes(root, manifest, arrays, len(terms), len(vocab))
 
         analyzer_cfg = manifest["analyzer"]
-        bm25 = bm25s.BM25(k1=manifest["k1"], b=manifest["b"], method=manifest["method"], backend="numpy")
-        bm25.scores = {
-            "data": arrays["data"],
-            "indices": arrays["indices"],
-            "indptr": arrays["indptr"],
-            "num_docs": int(manifest["n_docs"]),
-        }
-        bm25.vocab_dict = vocab
-        bm25.nonoccurrence_array = None  # only BM25L/BM25+ use it; METHODS excludes them
-        analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]))
-        return cls(bm25, vocab, arrays["ids"], analyzer)
+        params = {key: manifest[key] for key in ("k1", "b", "method")}
+        params["bm25s_version"] = manifest.get("bm25s_version")
+        matrix = {key: arrays[key] for key in ("data", "indices", "indptr")}
+        analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]),
+                            stopword_list=analyzer_cfg.get("stopword_list"))
+        return cls(params, matrix, vocab, arrays["ids"], analyzer)
 
 
 def _check_k(k: int) -> None:

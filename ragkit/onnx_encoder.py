@@ -1,0 +1,645 @@
+"""A torch-free query encoder: the index's own model exported to ONNX, run with onnxruntime.
+
+``import sentence_transformers`` alone costs seconds, so a cold ``ragkit search`` cannot afford
+it. At index time :func:`export_onnx` writes the sentence-transformers model that embedded the
+passages as an ONNX graph (token embeddings) beside the index, with its tokenizer and a small
+JSON config; at query time :class:`OnnxEncoder` runs that graph with ``onnxruntime`` and
+``tokenizers`` and pools in numpy, importing neither torch, transformers nor
+sentence-transformers.
+
+Only the common architecture Transformer -> Pooling (-> Normalize) with float32 weights is
+exported, and every export is checked against the torch model it came from (cosine of the
+pooled vectors on probe texts, padded and unpadded). Anything else raises
+:class:`OnnxExportUnsupported` and the caller keeps using sentence-transformers.
+
+The folder::
+
+    model.onnx          graph (opset 17), inputs ``input_ids``, ``attention_mask`` [,
+                        ``token_type_ids``] of shape (batch, sequence); output
+                        ``token_embeddings`` (batch, sequence, hidden)
+    model.onnx.data     the float32 weights (ONNX external data: memory-mapped on load)
+    tokenizer.json      the model's fast tokenizer, truncation and padding as the model uses them
+    onnx_encoder.json   format, model facts, pooling, prompts, file sizes and SHA-256, export check
+
+Vectors come out NOT normalised; ragkit normalises once, in :func:`ragkit.vectors.l2_normalize`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import IndexFormatError, RagkitError
+from .vectors import l2_normalize
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import tokenizers
+
+__all__ = [
+    "CONFIG_NAME",
+    "OnnxEncoder",
+    "OnnxEncoderError",
+    "OnnxExportUnsupported",
+    "export_onnx",
+    "read_config",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "ragkit-onnx-encoder"
+FORMAT_VERSION = 1
+CONFIG_NAME = "onnx_encoder.json"
+MODEL_NAME = "model.onnx"
+DATA_NAME = "model.onnx.data"
+TOKENIZER_NAME = "tokenizer.json"
+OPSET = 17
+OUTPUT_NAME = "token_embeddings"
+# An export whose pooled vectors fall below this cosine to the torch model's on any probe is
+# refused: fp32 ONNX agrees to ~1e-7, so anything lower is a wrong graph, not rounding.
+MIN_EXPORT_COSINE = 0.9999
+_POOLING_MODES = ("mean", "mean_sqrt_len_tokens", "cls", "max")
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Texts the export is checked on: empty, short, padded, Cyrillic, and longer than any window.
+_PROBES = (
+    "",
+    "a",
+    "How do I search an index from the terminal?",
+    "технопарки Москвы и их резиденты",
+    "The quick brown fox jumps over the lazy dog. " * 120,
+    "Numbers 3.14, 2026-01-01 and symbols #@%& with MiXeD case, ёлочки «кавычки».",
+)
+
+
+class OnnxExportUnsupported(RagkitError, NotImplementedError):
+    """The model cannot be exported faithfully (architecture, dtype, pooling): keep sentence-transformers."""
+
+
+class OnnxEncoderError(IndexFormatError):
+    """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
+
+
+# -- export (index time; needs torch) --------------------------------------------------------
+def export_onnx(
+    st_model_path_or_model: Any,
+    target_dir: str | os.PathLike[str],
+    *,
+    model_name: str | None = None,
+    query_prompt: str | None = None,
+    passage_prompt: str | None = None,
+    fuse: bool = True,
+) -> Path:
+    """Export a sentence-transformers model's token encoder to ``target_dir``; return that path.
+
+    ``st_model_path_or_model`` is a loaded ``SentenceTransformer`` (as ragkit's ``Embedder``
+    holds it) or a local model folder. ``model_name`` is recorded in the config (ragkit's
+    manifest name of the model), and so are the prompts (default: the model's own ``query``
+    and ``document``/``passage`` prompts; give the ones the index used). ``fuse`` applies
+    onnxruntime's BERT fusions (attention, layer norm, GELU) when they keep the vectors within
+    :data:`MIN_EXPORT_COSINE` of torch; otherwise the graph is kept as exported.
+
+    The folder is written beside ``target_dir`` under a temporary name, fsynced and renamed
+    into place: a crash leaves no half-written encoder. Give a fresh name (such as a
+    generation-numbered one); an existing ``target_dir`` is replaced, not atomically.
+
+    Raises :class:`OnnxExportUnsupported` for anything but Transformer -> Pooling (-> Normalize)
+    with float32 weights and pooling in ``mean``, ``mean_sqrt_len_tokens``, ``cls``, ``max``,
+    and when the exported graph does not reproduce the torch model.
+    """
+    target = Path(target_dir)
+    model = _load_st_model(st_model_path_or_model)
+    facts = _check_architecture(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        raw = tmp / "raw" / "raw.onnx"
+        raw.parent.mkdir()
+        _torch_export(model, facts, raw)
+        tokenizer = _tokenizer_from_model(model, facts)
+        (tmp / TOKENIZER_NAME).write_text(tokenizer.to_str(), encoding="utf-8")
+        candidates = [True, False] if fuse else [False]
+        check: dict[str, Any] = {}
+        label = model_name or facts["architecture"]
+        for fused in candidates:
+            try:
+                _write_graph(raw, tmp, facts, fused)
+                check = _compare_with_torch(model, tmp, facts)
+            except Exception as exc:  # onnx, the fusion tool and onnxruntime raise untyped errors
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                if not fused:
+                    raise OnnxExportUnsupported(f"the ONNX export of {label!r} does not run: {first}") from exc
+                logger.warning("onnxruntime fusions failed for %s (%s); keeping the graph as exported", label, first)
+                continue
+            if check["min_cosine"] >= MIN_EXPORT_COSINE:
+                check["fused"] = fused
+                break
+            logger.warning(
+                "ONNX export%s of %s agrees with torch only to cosine %.6f",
+                " (fused)" if fused else "", label, check["min_cosine"],
+            )
+        else:
+            raise OnnxExportUnsupported(
+                f"the ONNX export of {label!r} does not reproduce the "
+                f"torch model (cosine {check['min_cosine']:.6f} < {MIN_EXPORT_COSINE}); keep sentence-transformers"
+            )
+        shutil.rmtree(raw.parent)
+        prompts = _prompts(model, query_prompt, passage_prompt)
+        config = _config(facts, model_name, prompts, tmp, check)
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        # mkdtemp and onnx's external data are private; give everything the umask's file mode.
+        mode = (tmp / CONFIG_NAME).stat().st_mode & 0o777
+        tmp.chmod(mode | (mode & 0o444) >> 2)
+        for f in tmp.iterdir():
+            f.chmod(mode)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _load_st_model(model_or_path: Any) -> Any:
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(model_or_path), device="cpu", local_files_only=True)
+    return model_or_path
+
+
+def _check_architecture(model: Any) -> dict[str, Any]:
+    """Facts the export needs; OnnxExportUnsupported for anything it cannot reproduce."""
+    try:
+        modules = [model[i] for i in range(len(model))]
+    except TypeError:  # not a sequence of modules: not a sentence-transformers model
+        modules = []
+    kinds = [type(m).__name__ for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise OnnxExportUnsupported(
+            f"only Transformer -> Pooling (-> Normalize) models export to ONNX; this one is "
+            f"{' -> '.join(kinds) or type(model).__name__}"
+        )
+    transformer, pooling = modules[0], modules[1]
+    task = getattr(transformer, "transformer_task", "feature-extraction")
+    modalities = getattr(transformer, "modality_config", {"text": None})
+    if task != "feature-extraction" or set(modalities) != {"text"}:
+        raise OnnxExportUnsupported(f"only text feature-extraction transformers export to ONNX, not {task!r}")
+    if getattr(transformer, "query_expansion", None):
+        raise OnnxExportUnsupported("models with query expansion do not export to ONNX")
+    tok = transformer.tokenizer
+    if not getattr(tok, "is_fast", False) or getattr(tok, "backend_tokenizer", None) is None:
+        raise OnnxExportUnsupported("the model has no fast tokenizer (tokenizer.json) to run without transformers")
+    modes = pooling.pooling_mode
+    modes = [modes] if isinstance(modes, str) else list(modes)
+    if not modes or any(m not in _POOLING_MODES for m in modes):
+        raise OnnxExportUnsupported(f"pooling {modes!r} is not supported by the ONNX encoder ({', '.join(_POOLING_MODES)})")
+    hf = transformer.auto_model
+    params = list(hf.parameters())
+    if not params or any(str(p.dtype) != "torch.float32" for p in params):
+        raise OnnxExportUnsupported("only float32 models export to ONNX (their vectors must match the index)")
+    inputs = [n for n in _MODEL_INPUTS if n in tok.model_input_names or n in ("input_ids", "attention_mask")]
+    max_len = int(model.max_seq_length or tok.model_max_length)
+    dimension = int(getattr(pooling, "pooling_output_dimension", 0) or 0)
+    if not dimension:
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = int(get())
+    return {
+        "architecture": type(hf).__name__,
+        "model_type": getattr(hf.config, "model_type", ""),
+        "num_heads": int(getattr(hf.config, "num_attention_heads", 0) or 0),
+        "hidden_size": int(getattr(hf.config, "hidden_size", 0) or 0),
+        "pooling": modes,
+        "include_prompt": bool(getattr(pooling, "include_prompt", True)),
+        "normalize": kinds[-1] == "Normalize",
+        "inputs": inputs,
+        "max_seq_length": max_len,
+        "dimension": dimension,
+    }
+
+
+def _torch_export(model: Any, facts: dict[str, Any], path: Path) -> None:
+    import copy
+
+    import torch
+
+    hf = model[0].auto_model
+    if next(hf.parameters()).device.type != "cpu":
+        hf = copy.deepcopy(hf).to("cpu")
+    names = facts["inputs"]
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = hf
+
+        def forward(self, *args: Any) -> Any:
+            return self.model(**dict(zip(names, args)), return_dict=False)[0]
+
+    # Trace a padded batch: the traced graph then keeps the attention-mask path for any input.
+    tok = _tokenizer_from_model(model, facts)
+    encs = tok.encode_batch(["ragkit exports this encoder to onnx", "short"])
+    arrays = _arrays(encs)
+    args = tuple(torch.from_numpy(arrays[n]) for n in names)
+    previous = getattr(hf.config, "_attn_implementation", None)
+    was_training = hf.training
+    hf.eval()
+    _set_attention(hf, "eager")  # plain ops that onnxruntime's fusions recognise
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns about data-dependent branches; the probe check after export
+            # verifies the graph on padded and unpadded batches of other lengths.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                TokenEmbeddings().eval(),
+                args,
+                str(path),
+                input_names=list(names),
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in (*names, OUTPUT_NAME)},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:  # the tracer and exporter raise many types for one meaning
+        raise OnnxExportUnsupported(
+            f"torch.onnx cannot export {facts['architecture']}: {str(exc).strip().splitlines()[0][:200]}"
+        ) from exc
+    finally:
+        if previous is not None:
+            _set_attention(hf, previous)
+        hf.train(was_training)
+
+
+def _set_attention(hf: Any, implementation: str) -> None:
+    setter = getattr(hf, "set_attn_implementation", None)
+    if setter is not None:
+        setter(implementation)
+    else:
+        hf.config._attn_implementation = implementation
+
+
+def _write_graph(raw: Path, folder: Path, facts: dict[str, Any], fused: bool) -> None:
+    """Write ``model.onnx`` + ``model.onnx.data`` from the raw export, fused or as exported."""
+    import onnx
+
+    for name in (MODEL_NAME, DATA_NAME):
+        (folder / name).unlink(missing_ok=True)
+    if fused:
+        from onnxruntime.transformers import optimizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimized = optimizer.optimize_model(
+                str(raw), model_type="bert", num_heads=facts["num_heads"], hidden_size=facts["hidden_size"], opt_level=0
+            )
+        proto = optimized.model
+        facts["fusions"] = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+        # onnxruntime resolves the fused contrib ops without it, onnx's checker and tools do not
+        declared = {o.domain for o in proto.opset_import}
+        for domain in sorted({n.domain for n in proto.graph.node} - declared - {"", "ai.onnx"}):
+            proto.opset_import.append(onnx.helper.make_opsetid(domain, 1))
+    else:
+        proto = onnx.load(str(raw))
+        facts["fusions"] = {}
+    onnx.save_model(proto, str(folder / MODEL_NAME), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=DATA_NAME, size_threshold=1024)
+
+
+def _tokenizer_from_model(model: Any, facts: dict[str, Any]) -> tokenizers.Tokenizer:
+    import tokenizers
+
+    tok = model[0].tokenizer
+    own = tokenizers.Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    _configure_tokenizer(
+        own, facts["max_seq_length"], getattr(tok, "truncation_side", "right"), getattr(tok, "padding_side", "right"),
+        int(tok.pad_token_id or 0), str(tok.pad_token or "[PAD]"), int(getattr(tok, "pad_token_type_id", 0) or 0),
+    )
+    return own
+
+
+def _configure_tokenizer(tok: tokenizers.Tokenizer, max_len: int, truncation_side: str, padding_side: str,
+                         pad_id: int, pad_token: str, pad_type_id: int) -> None:
+    """Truncate to the model's window and pad to the longest text, as sentence-transformers does."""
+    tok.enable_truncation(max_length=max_len, strategy="longest_first", direction=truncation_side)
+    tok.enable_padding(direction=padding_side, pad_id=pad_id, pad_type_id=pad_type_id, pad_token=pad_token)
+
+
+def _compare_with_torch(model: Any, folder: Path, facts: dict[str, Any]) -> dict[str, Any]:
+    """Cosine of ONNX to torch vectors on the probes, in one padded batch and one by one."""
+    reference = l2_normalize(model.encode(list(_PROBES), batch_size=len(_PROBES), convert_to_numpy=True,
+                                          show_progress_bar=False))
+    encoder = OnnxEncoder._open(folder, _draft_config(facts), threads=None, throughput=False)
+    batched = l2_normalize(encoder.encode(_PROBES))
+    single = l2_normalize(np.concatenate([encoder.encode([p]) for p in _PROBES]))
+    cosines = np.concatenate([(batched * reference).sum(1), (single * reference).sum(1)])
+    return {"probes": len(_PROBES), "min_cosine": round(float(cosines.min()), 8)}
+
+
+def _draft_config(facts: dict[str, Any]) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": {
+        "name": "", "dimension": facts["dimension"], "max_seq_length": facts["max_seq_length"]},
+        "pooling": facts["pooling"], "inputs": facts["inputs"], "output": OUTPUT_NAME,
+        "prompts": {"query": "", "passage": ""}, "files": {}}
+
+
+def _prompts(model: Any, query: str | None, passage: str | None) -> dict[str, str]:
+    from .embedding import _PASSAGE_PROMPT_KEYS
+
+    own = dict(getattr(model, "prompts", None) or {})
+    if query is None:
+        query = own.get("query", "") or ""
+    if passage is None:
+        passage = next((own[k] for k in _PASSAGE_PROMPT_KEYS if own.get(k)), "")
+    return {"query": query, "passage": passage}
+
+
+def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, str], folder: Path,
+            check: dict[str, Any]) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "name": model_name or "",
+            "architecture": facts["architecture"],
+            "model_type": facts["model_type"],
+            "dimension": facts["dimension"],
+            "max_seq_length": facts["max_seq_length"],
+            "normalize": facts["normalize"],
+        },
+        "pooling": facts["pooling"],
+        "include_prompt": facts["include_prompt"],
+        "prompts": prompts,
+        "inputs": facts["inputs"],
+        "output": OUTPUT_NAME,
+        "onnx": {
+            "opset": OPSET,
+            "dynamic_axes": {"batch": 0, "sequence": 1},
+            "precision": "float32",
+            "exporter": "torch.onnx.export (TorchScript, dynamo=False), eager attention",
+            "fused": check["fused"],
+            "fusions": facts.get("fusions", {}),
+        },
+        "check": {"probes": check["probes"], "min_cosine_to_torch": check["min_cosine"]},
+        "versions": {d: version(d) for d in ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers")},
+        "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+                  for name in (MODEL_NAME, DATA_NAME, TOKENIZER_NAME)},
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+# -- query time: onnxruntime + tokenizers + numpy only ----------------------------------------
+@dataclass
+class _Facts:
+    name: str
+    dimension: int
+    max_seq_length: int
+    pooling: list[str]
+    inputs: list[str]
+    query_prompt: str
+    passage_prompt: str
+
+
+class OnnxEncoder:
+    """Runs an exported encoder folder: tokenise, ONNX token embeddings, pool. No torch.
+
+    Load with :meth:`load`. :meth:`encode` embeds fully prompted texts (prepend
+    :attr:`query_prompt` to queries) into float32 rows, in input order, NOT normalised.
+    """
+
+    def __init__(self, folder: Path, config: dict[str, Any], session: onnxruntime.InferenceSession,
+                 tokenizer: tokenizers.Tokenizer) -> None:
+        self.folder = folder
+        self.config = config
+        self._session = session
+        self._tokenizer = tokenizer
+        m, prompts = config["model"], config.get("prompts") or {}
+        self._facts = _Facts(
+            name=str(m.get("name", "")), dimension=int(m["dimension"]), max_seq_length=int(m["max_seq_length"]),
+            pooling=list(config["pooling"]), inputs=list(config["inputs"]),
+            query_prompt=str(prompts.get("query", "")), passage_prompt=str(prompts.get("passage", "")),
+        )
+        self._feeds = [i.name for i in session.get_inputs()]
+        missing = set(self._feeds) - set(self._facts.inputs)
+        if missing:
+            raise OnnxEncoderError(f"{folder}/{MODEL_NAME} wants inputs {sorted(missing)} its config does not list")
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        throughput: bool = False,
+        verify: bool = False,
+    ) -> OnnxEncoder:
+        """Open an exported encoder folder.
+
+        The default session is tuned for one cold query: one intra-op thread (a thread pool
+        only costs on two busy cores for a 10-30 token query), no weight pre-packing (it
+        costs ~0.1 s at load and pays off only over many batches), the graph as exported
+        (already optimised at export). ``throughput=True`` pre-packs and uses every core, for
+        embedding many texts. ``verify=True`` also checks the files' SHA-256 (reads ~90 MB).
+        """
+        root = Path(folder)
+        config = read_config(root)
+        _check_files(root, config, verify)
+        return cls._open(root, config, threads=threads, throughput=throughput)
+
+    @classmethod
+    def _open(cls, root: Path, config: dict[str, Any], *, threads: int | None, throughput: bool) -> OnnxEncoder:
+        import onnxruntime as ort
+        import tokenizers
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or ((os.cpu_count() or 1) if throughput else 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        if throughput:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        else:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            options.add_session_config_entry("session.disable_prepacking", "1")
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(str(root / MODEL_NAME), options, providers=["CPUExecutionProvider"])
+            tokenizer = tokenizers.Tokenizer.from_file(str(root / TOKENIZER_NAME))
+        except Exception as exc:  # onnxruntime and tokenizers raise their own untyped errors
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OnnxEncoderError(f"cannot load the ONNX encoder in {root}: {first[:200]}") from exc
+        padding = tokenizer.padding or {}
+        truncation = tokenizer.truncation or {}
+        _configure_tokenizer(
+            tokenizer, int(config["model"]["max_seq_length"]), truncation.get("direction", "right"),
+            padding.get("direction", "right"), int(padding.get("pad_id", 0)), str(padding.get("pad_token", "[PAD]")),
+            int(padding.get("pad_type_id", 0)),
+        )
+        return cls(root, config, session, tokenizer)
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The model name recorded at export (ragkit's manifest name)."""
+        return self._facts.name
+
+    @property
+    def dimension(self) -> int:
+        return self._facts.dimension
+
+    @property
+    def max_seq_length(self) -> int:
+        """The model's window in tokens, special tokens included; longer texts are truncated."""
+        return self._facts.max_seq_length
+
+    @property
+    def query_prompt(self) -> str:
+        return self._facts.query_prompt
+
+    @property
+    def passage_prompt(self) -> str:
+        return self._facts.passage_prompt
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.folder / TOKENIZER_NAME
+
+    # -- embedding ---------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed fully prompted texts; float32 (len(texts), dimension), input order, not normalised.
+
+        Texts go in length-sorted batches of ``batch_size`` (less padding); each batch is
+        tokenised with truncation to :attr:`max_seq_length` and padding to its longest text.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not one string")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not len(texts):
+            return out
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for lo in range(0, len(order), max(1, int(batch_size))):
+            rows = order[lo : lo + max(1, int(batch_size))]
+            out[rows] = self._encode_batch([texts[i] for i in rows])
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        arrays = _arrays(encodings)
+        (tokens,) = self._session.run([OUTPUT_NAME], {n: arrays[n] for n in self._feeds})
+        return _pool(tokens, arrays["attention_mask"], self._facts.pooling)
+
+
+def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+
+
+def _pool(tokens: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """sentence-transformers' Pooling over (batch, sequence, hidden) token embeddings, in float32."""
+    mask = attention_mask.astype(np.float32)[:, :, None]
+    parts = []
+    for mode in modes:
+        if mode in ("mean", "mean_sqrt_len_tokens"):
+            total = (tokens * mask).sum(axis=1, dtype=np.float32)
+            count = np.maximum(mask.sum(axis=1), 1e-9)
+            parts.append(total / (count if mode == "mean" else np.sqrt(count)))
+        elif mode == "cls":
+            first = attention_mask.argmax(axis=1)
+            parts.append(tokens[np.arange(tokens.shape[0]), first])
+        elif mode == "max":
+            parts.append(np.where(mask > 0, tokens, -np.inf).max(axis=1))
+        else:
+            raise OnnxEncoderError(f"unsupported pooling mode {mode!r}")
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``onnx_encoder.json``; OnnxEncoderError for anything wrong."""
+    root = Path(folder)
+    path = root / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise OnnxEncoderError(f"no ONNX encoder in {root} ({CONFIG_NAME} is missing)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OnnxEncoderError(f"{path} is not a readable ONNX encoder config: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise OnnxEncoderError(f"{path} is not a ragkit ONNX encoder config")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise OnnxEncoderError(
+            f"ONNX encoder in {root} has format version {config.get('format_version')}; this ragkit reads "
+            f"{FORMAT_VERSION}: rebuild the index"
+        )
+    try:
+        int(config["model"]["dimension"]), int(config["model"]["max_seq_length"])
+        modes, inputs = list(config["pooling"]), list(config["inputs"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OnnxEncoderError(f"{path} lacks model facts: {exc}") from exc
+    if not modes or any(m not in _POOLING_MODES for m in modes) or "input_ids" not in inputs:
+        raise OnnxEncoderError(f"{path} names pooling {modes!r} / inputs {inputs!r} this ragkit cannot run")
+    return config
+
+
+def _check_files(root: Path, config: dict[str, Any], verify: bool) -> None:
+    files = config.get("files")
+    if not isinstance(files, dict) or not {MODEL_NAME, DATA_NAME, TOKENIZER_NAME} <= set(files):
+        raise OnnxEncoderError(f"{root}/{CONFIG_NAME} does not list the encoder's files")
+    for name, facts in files.items():
+        path = root / name
+        if "/" in name or "\\" in name or not path.is_file():
+            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} is missing")
+        if path.stat().st_size != facts.get("bytes"):
+            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong size")
+        if verify and _sha256(path) != facts.get("sha256"):
+            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong SHA-256")
