@@ -34,10 +34,10 @@ class FusionConfig:
     """
 
     method: str = "convex"
-    dense_weight: float = 0.3
+    dense_weight: float = 0.5
     foreign_dense_weight: float = 0.0
     rrf_k: int = 60
-    candidates: int = 100
+    candidates: int = 200
     doc_weight: float = 0.7
 
     def __post_init__(self) -> None:
