@@ -69,9 +69,12 @@ def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
     digest = hashlib.sha256()
     for f in source_files(paths):
         digest.update(str(f.resolve()).encode("utf-8", "surrogateescape") + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:  # the loader skips it with a reason; the hash still notes it
+            digest.update(f"\0unreadable {exc.errno}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
@@ -322,7 +325,7 @@ def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
     """Export (or reuse) the ONNX query encoder of this model; None where it cannot be exported."""
     import logging
 
-    if type(embedder) is not Embedder:  # test fakes, ONNX-backed embedders
+    if not isinstance(embedder, Embedder):  # test fakes
         return None
     from .onnx_encoder import OnnxEncoderError, OnnxExportUnsupported, read_config
 
@@ -335,6 +338,8 @@ def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
                 return {"dir": name}
     except OnnxEncoderError:
         pass
+    if type(embedder) is not Embedder:  # an ONNX- or other non-torch embedder cannot export
+        return None
     try:
         from .onnx_encoder import export_onnx
 
@@ -362,15 +367,29 @@ def _fsync_file(path: Path) -> None:
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Delete data files of other generations (never anything ragkit did not write)."""
+    """Delete data of generations before the previous one, and leftovers of killed writers.
+
+    The previous generation stays one round longer, so a reader that opened the old manifest
+    just before the commit can still load its files. Runs under the writer lock: any
+    temporary file or folder found here belongs to a dead writer.
+    """
+    import re
     import shutil
 
+    generations = sorted({int(m.group(1)) for f in root.iterdir() if (m := re.search(r"-(\d{6})(\.|$)", f.name))})
+    previous = f"{generations[-2]:06d}" if len(generations) > 1 else None
     for f in root.iterdir():
-        if f.name in keep or f.name == MANIFEST_NAME or not f.name.startswith(_DATA_PREFIXES):
+        if f.name in keep or f.name == MANIFEST_NAME:
+            continue
+        leftover = f.name.startswith(".") and ".tmp-" in f.name
+        stale = f.name.startswith(_DATA_PREFIXES) and not (previous and f"-{previous}" in f.name)
+        if f.name.startswith("query-encoder-"):
+            stale = True  # encoders are named by model, not generation: keep only the current one
+        if not (leftover or stale):
             continue
         if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)
-        elif f.suffix in (".faiss", ".sqlite"):
+        elif leftover or f.suffix in (".faiss", ".sqlite", ".sqlite-journal"):
             f.unlink(missing_ok=True)
 
 

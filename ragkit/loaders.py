@@ -8,6 +8,19 @@ Text files are decoded by :func:`read_text`: a BOM (UTF-8, UTF-16) wins, then st
 then a small check for Russian in cp1251 or KOI8-R (see :func:`_decode_russian`, because
 charset-normalizer guesses badly on short Russian texts), then charset-normalizer.
 JSONL (plain or gzip) is UTF-8 and is streamed line by line.
+
+Memory stays bounded whatever the files hold. Only regular files are read: a FIFO, socket or
+device in a folder (or a link to one) is skipped, never opened, so a named pipe cannot hang
+a run and a link to ``/dev/zero`` cannot fill memory. A text file is one article and is read
+whole, so a ``.txt``/``.md`` file larger than :data:`_MAX_TEXT_BYTES` (10 MiB, a long book)
+is skipped, by its size, before a byte of it is read, with the reason "larger than 10 MiB
+...; split it". Splitting it into ``name#part`` documents was the other choice; it was
+declined because the rest of a build holds every document, passage and vector in memory
+anyway, and a 100 MB file is some 100,000 passages (more in Russian), an hour or more of CPU
+embedding: a dump like that is better cut into its articles (or JSONL, one article a line) by
+the person who knows where its articles end. (A file that grows between the size check and the
+read is read whole once: the check is by ``stat``.) A JSONL line is capped the same way: a longer line is read in 1 MiB blocks
+and dropped as ``file:LINE`` (a gzip bomb of one endless line included).
 """
 
 from __future__ import annotations
@@ -18,11 +31,13 @@ import json
 import logging
 import os
 import re
+import stat
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ragkit.documents import Document
 from ragkit.errors import RagkitError
@@ -42,6 +57,9 @@ logger = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz")
 
 _TITLE_MAX = 150
+
+# The largest text file (one article) and the longest JSONL line read; see the module docstring.
+_MAX_TEXT_BYTES = 10 * 1024 * 1024
 
 
 class NotTextError(RagkitError, ValueError):
@@ -167,10 +185,10 @@ def _expand(paths: list[Path], report: LoadReport) -> Iterator[tuple[Path, str]]
                 report._skip(str(path), f"unsupported file type (supported: {supported})")
             else:
                 yield path, path.name
-        elif os.path.islink(path):
+        elif os.path.islink(path) and not os.path.exists(path):
             report._skip(str(path), _broken_link_reason(path))
         elif os.path.lexists(path):
-            report._skip(str(path), "not a regular file or folder")
+            report._skip(str(path), _special_file_reason(path))
         else:
             report._skip(str(path), "path does not exist")
 
@@ -195,8 +213,14 @@ def _walk(top: Path, report: LoadReport) -> Iterator[tuple[Path, str]]:
             if name.startswith(".") or _suffix(name) is None:
                 continue
             file = here / name
-            if os.path.islink(file) and not os.path.exists(file):
-                report._skip(str(file), _broken_link_reason(file))
+            try:
+                mode = os.stat(file).st_mode  # follows links; never opens the file
+            except OSError as exc:
+                link = os.path.islink(file)
+                report._skip(str(file), _broken_link_reason(file) if link else _os_error_reason(exc))
+                continue
+            if not stat.S_ISREG(mode):
+                report._skip(str(file), _special_file_reason(file))
                 continue
             yield file, file.relative_to(top).as_posix()
 
@@ -207,6 +231,18 @@ def _dir_link_reason(link: Path, parent: Path) -> str:
     if inside == target or inside.startswith(target.rstrip(os.sep) + os.sep):
         return "symlink loop (points to an enclosing folder); not followed"
     return "symlink to a folder; not followed"
+
+
+def _special_file_reason(path: Path) -> str:
+    """Why a path that exists is neither a regular file nor a folder (it is never opened)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), None)
+    return f"not a regular file ({kind}); not read" if kind else "not a regular file or folder"
 
 
 def _broken_link_reason(path: Path) -> str:
@@ -231,12 +267,16 @@ def _iter_text_file(
 ) -> Iterator[tuple[str, Document]]:
     location = str(path)
     try:
-        raw = read_text(path)
+        size = os.stat(path).st_size
+        raw = None if size > _MAX_TEXT_BYTES else read_text(path)
     except OSError as exc:
         report._skip(location, _os_error_reason(exc))
         return
     except NotTextError as exc:
         report._skip(location, str(exc))
+        return
+    if raw is None:
+        report._skip(location, _too_large_reason(size))
         return
     if not raw.strip():
         report._skip(location, "empty file" if not raw else "empty file (only whitespace)")
@@ -295,6 +335,15 @@ def _stem(name: str) -> str:
     return name[: -len(suffix)] if suffix else Path(name).stem
 
 
+def _too_large_reason(size: int) -> str:
+    return (f"larger than {_mib(_MAX_TEXT_BYTES)} ({_mib(size)}), too large for one article; split it into "
+            "smaller files, or into JSONL with one article a line")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.{0 if size % (1024 * 1024) == 0 else 1}f} MiB"
+
+
 def _os_error_reason(exc: OSError) -> str:
     if exc.errno == getattr(os, "ELOOP", 40):
         return "symlink loop"
@@ -311,8 +360,12 @@ def _iter_jsonl(path: Path, report: LoadReport) -> Iterator[tuple[str, Document]
     found_any = False
     opener = gzip.open if _suffix(path.name) == ".jsonl.gz" else open
     try:
-        with opener(path, "rb") as lines:
-            for line_no, raw in enumerate(lines, start=1):
+        with opener(path, "rb") as fh:
+            for line_no, raw in enumerate(_bounded_lines(fh, _MAX_TEXT_BYTES), start=1):
+                if raw is None:
+                    found_any = True
+                    report._skip(f"{path}:{line_no}", f"line longer than {_mib(_MAX_TEXT_BYTES)}; not read")
+                    continue
                 if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 if not raw.strip():
@@ -337,6 +390,25 @@ def _iter_jsonl(path: Path, report: LoadReport) -> Iterator[tuple[str, Document]
         report._skip(str(path), "empty file")
 
 
+def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | None]:
+    """The lines of ``fh``; a line over ``limit`` bytes is read in blocks, dropped, and given as None."""
+    while True:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while True:
+                rest = fh.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield raw
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _BadLine(ValueError):
     """A JSONL line that does not make a document; the message is the reason."""
 
@@ -359,7 +431,7 @@ def _jsonl_document(raw: bytes, stem: str, line_no: int, source: str) -> Documen
         raise _BadLine(f'"text" is not a string but {type(text).__name__}')
     if not text.strip():
         raise _BadLine("empty text")
-    return Document(
+    doc = Document(
         id=_jsonl_id(record, stem, line_no),
         text=text,
         title=_scalar_str(record.get("title")).strip(),
@@ -367,6 +439,10 @@ def _jsonl_document(raw: bytes, stem: str, line_no: int, source: str) -> Documen
         source=source,
         url=record["url"] if isinstance(record.get("url"), str) and record["url"] else None,
     )
+    # JSON may escape lone surrogates ("\ud800"): not text, and no tokenizer accepts them.
+    if any(_SURROGATE.search(v) for v in (doc.id, doc.text, doc.title, doc.url or "")):
+        raise _BadLine("unpaired surrogate escape in a string")
+    return doc
 
 
 def _jsonl_id(record: dict[str, object], stem: str, line_no: int) -> str:

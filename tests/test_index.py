@@ -136,10 +136,13 @@ def test_bad_arguments(tmp_path, fake_embedder):
 
 def test_rebuild_replaces_generation_and_failed_build_keeps_old_index(tmp_path, fake_embedder):
     build_index(DOCS, tmp_path, embedder=fake_embedder)
+    build_index(DOCS, tmp_path, embedder=fake_embedder)
     build_index(DOCS[:2], tmp_path, embedder=fake_embedder)
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
-    assert files == ["doclexical-000002", "embeddings.sqlite", "lexical-000002", "manifest.json",
-                     "store-000002.sqlite", "vectors-000002.faiss"]
+    # the current generation, and the previous one kept one round for readers that opened it
+    assert files == ["doclexical-000002", "doclexical-000003", "embeddings.sqlite", "lexical-000002",
+                     "lexical-000003", "manifest.json", "store-000002.sqlite", "store-000003.sqlite",
+                     "vectors-000002.faiss", "vectors-000003.faiss"]
 
     class Exploding(type(fake_embedder)):
         def embed_passages(self, passages, progress=None):
