@@ -15,6 +15,14 @@ from .errors import IndexFormatError
 HEAD_BYTES = 1 << 16
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint(path: Path) -> dict[str, Any]:
     head = hashlib.sha256()
     full = hashlib.sha256()

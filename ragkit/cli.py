@@ -146,7 +146,7 @@ def remove(
 
 
 ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid (BM25 + dense), lexical (BM25) or dense.")]
-DenseWeightOpt = Annotated[Optional[float], typer.Option("--dense-weight", help="Dense share of the hybrid score for queries in a language the model reads [default: 0.5].")]
+DenseWeightOpt = Annotated[Optional[float], typer.Option("--dense-weight", help="Dense share of the hybrid score for queries in a language the model reads [default: the model's measured weight, 0.5 for all-MiniLM-L6-v2, 0.3 for navec-ru].")]
 FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: convex (normalised scores) or rrf.")]
 
 

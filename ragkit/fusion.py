@@ -17,10 +17,23 @@ from .errors import InvalidArgumentError
 
 METHODS = ("convex", "rrf")
 
-# Languages the known offline models were trained for; unknown models are trusted everywhere.
-MODEL_LANGUAGES: dict[str, tuple[str, ...]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("en",),
+# What the known offline models read, and the dense weight measured for them (README, "Search
+# quality"): a transformer that reads the language gets an equal vote; navec-ru, an average of
+# word vectors, a smaller one (xquad/ru and news-ru both peak at 0.3-0.4). Names match by prefix.
+# Unknown models are trusted in every language with the default weight.
+MODEL_PROFILES: dict[str, tuple[tuple[str, ...] | None, float]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": (("en",), 0.5),
+    "navec-ru": (("ru",), 0.3),
 }
+DEFAULT_DENSE_WEIGHT = 0.5
+
+
+def model_profile(model: str) -> tuple[tuple[str, ...] | None, float]:
+    """(languages the model reads or None for all, its default dense weight)."""
+    for prefix, profile in MODEL_PROFILES.items():
+        if model.startswith(prefix):
+            return profile
+    return None, DEFAULT_DENSE_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,7 @@ class FusionConfig:
     """
 
     method: str = "convex"
-    dense_weight: float = 0.5
+    dense_weight: float | None = None  # None: the model's measured default (MODEL_PROFILES)
     foreign_dense_weight: float = 0.0
     rrf_k: int = 60
     candidates: int = 200
@@ -44,15 +57,18 @@ class FusionConfig:
         if self.method not in METHODS:
             raise InvalidArgumentError(f"unknown fusion method {self.method!r} (choose from {', '.join(METHODS)})")
         for name in ("dense_weight", "foreign_dense_weight", "doc_weight"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise InvalidArgumentError(f"{name.replace('_', '-')} must be between 0 and 1")
         if self.rrf_k < 1 or self.candidates < 1:
             raise InvalidArgumentError("rrf-k and candidates must be positive")
 
     def weight_for(self, model: str, query_language: str) -> float:
-        languages = MODEL_LANGUAGES.get(model)
+        languages, default = model_profile(model)
         reads = languages is None or query_language in languages or query_language == "und"
-        return self.dense_weight if reads else self.foreign_dense_weight
+        if not reads:
+            return self.foreign_dense_weight
+        return default if self.dense_weight is None else self.dense_weight
 
 
 @dataclass

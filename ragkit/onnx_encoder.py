@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .checksums import sha256_file
+from .manifest import fsync_dir
 from .errors import IndexFormatError, RagkitError
 from .vectors import l2_normalize
 
@@ -165,7 +167,7 @@ def export_onnx(
             f.chmod(mode)
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -404,25 +406,12 @@ def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, st
         },
         "check": {"probes": check["probes"], "min_cosine_to_torch": check["min_cosine"]},
         "versions": {d: version(d) for d in ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers")},
-        "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+        "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
                   for name in (MODEL_NAME, DATA_NAME, TOKENIZER_NAME)},
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -433,7 +422,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 # -- query time: onnxruntime + tokenizers + numpy only ----------------------------------------
@@ -641,5 +630,5 @@ def _check_files(root: Path, config: dict[str, Any], verify: bool) -> None:
             raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} is missing")
         if path.stat().st_size != facts.get("bytes"):
             raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong size")
-        if verify and _sha256(path) != facts.get("sha256"):
+        if verify and sha256_file(path) != facts.get("sha256"):
             raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong SHA-256")

@@ -124,3 +124,20 @@ def test_cli_modes_filters_per_doc(index):
     assert bad_mode.exit_code == 1 and "unknown mode" in bad_mode.stderr
     table = runner.invoke(app, ["search", "metro stations", "--index", path])
     assert table.exit_code == 0 and "Metro" in table.stdout
+
+
+def test_model_profiles_give_measured_default_weights():
+    cfg = FusionConfig()
+    assert cfg.weight_for("sentence-transformers/all-MiniLM-L6-v2", "en") == 0.5
+    assert cfg.weight_for("navec-ru-v1", "ru") == 0.3
+    assert cfg.weight_for("navec-ru-v1", "en") == 0.0
+    assert FusionConfig(dense_weight=0.7).weight_for("navec-ru-v1", "ru") == 0.7
+
+
+def test_default_model_follows_the_corpus_language():
+    from ragkit.builder import default_model
+
+    russian = [Document(f"r{i}", "Мэр Москвы рассказал о технопарках и новых станциях метро.") for i in range(3)]
+    english = [Document(f"e{i}", "The mayor talked about technology parks and new metro stations.") for i in range(3)]
+    assert default_model(russian + english[:1]) == "navec-ru"
+    assert default_model(english + russian[:1]) == "sentence-transformers/all-MiniLM-L6-v2"
