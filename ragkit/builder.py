@@ -62,6 +62,7 @@ class BuildResult:
     embedded: int = 0  # passages embedded by the model (the rest came from the cache)
     added: int = 0
     removed: int = 0
+    unchanged: bool = False  # the corpus and settings matched the index: nothing was written
 
 
 def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
@@ -110,23 +111,57 @@ def build_index(
     progress: Progress | None = None,
     wait: bool = True,
     on_wait: Callable[[], None] | None = None,
+    force: bool = False,
 ) -> BuildResult:
     """Build the index folder ``path`` from files/folders or Document objects.
 
     An index already there is replaced by a new generation; passages whose text did not
-    change are not embedded again.
+    change are not embedded again. When the index was built from the same paths, their
+    content is unchanged (same hash) and the settings are the same, nothing is written
+    (``BuildResult.unchanged``) unless ``force``.
     """
     progress = progress or NoProgress()
     root = Path(path)
+    options = options or BuildOptions()
+    unchanged = None if force else _unchanged(root, sources, model or (embedder.name if embedder else None), options)
+    if unchanged is not None:
+        return unchanged
     docs, report, source_paths = _collect(sources, progress)
     if embedder is None and model is None:
         model = default_model(docs)
     with writer_lock(root, wait, on_wait):
-        result = _write(root, docs, embedder or Embedder(model), options or BuildOptions(), progress,
+        result = _write(root, docs, embedder or Embedder(model), options, progress,
                         sources={"paths": source_paths,
                                  "fingerprint": corpus_fingerprint(source_paths) if source_paths else None})
     result.report = report
     return result
+
+
+def _unchanged(root: Path, sources: Any, model: str | None, options: BuildOptions) -> BuildResult | None:
+    """The result of a build that has nothing to do, or None when the index must be (re)built."""
+    from .embedding import same_model
+    from .errors import RagkitError
+
+    if not isinstance(sources, (list, tuple)) or not sources or any(isinstance(x, Document) for x in sources):
+        return None
+    try:
+        manifest = read_manifest(root)
+    except RagkitError:
+        return None
+    paths = [str(Path(p).resolve()) for p in sources]
+    recorded = manifest.get("sources") or {}
+    chunker = manifest.get("chunker") or {}
+    same_settings = (
+        manifest["vectors"].get("factory") == options.factory
+        and chunker.get("overlap_tokens") == options.overlap_tokens
+        and chunker.get("title_prefix") == options.title_prefix
+        and options.max_tokens in (None, chunker.get("max_tokens"))
+        and same_model(manifest["model"]["name"], model)
+    )
+    if not same_settings or recorded.get("paths") != paths or recorded.get("fingerprint") != corpus_fingerprint(paths):
+        return None
+    counts = manifest["counts"]
+    return BuildResult(root, counts["documents"], counts["passages"], unchanged=True)
 
 
 def default_model(docs: Sequence[Document]) -> str:

@@ -66,7 +66,12 @@ def _report(result, as_json: bool, verb: str) -> None:  # noqa: ANN001
     if as_json:
         typer.echo(json.dumps({"index": str(result.path), "documents": result.documents, "passages": result.passages,
                                "embedded": result.embedded, "added": result.added, "removed": result.removed,
+                               "unchanged": result.unchanged,
                                "skipped": skipped}, ensure_ascii=False))
+        return
+    if result.unchanged:
+        typer.echo(f"Unchanged {result.path}: {result.documents} documents, {result.passages} passages "
+                   "(same files, same settings; --force rebuilds)")
         return
     cached = result.passages - result.embedded
     typer.echo(f"{verb} {result.path}: {result.documents} documents, {result.passages} passages "
@@ -89,6 +94,7 @@ def index(
     overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,
     title_prefix: Annotated[bool, typer.Option(help="Embed a separate document title with each passage.")] = True,
     no_wait: NoWaitOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the corpus and settings are unchanged.")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -100,7 +106,7 @@ def index(
         result = build_index(
             paths, index_dir or default_index_dir(), model=model,
             options=BuildOptions(factory=factory, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
-            progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait,
+            progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
         )
         _report(result, as_json, "Indexed")
 

@@ -107,3 +107,19 @@ def test_cli_add_remove(tmp_path):
     assert json.loads(res.stdout)["documents"] == 1
     bad = runner.invoke(app, ["remove", "--index", idx])
     assert bad.exit_code == 1 and "document ids or --source" in bad.stderr
+
+
+def test_index_of_unchanged_files_writes_nothing(tmp_path, fake_embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Solar panels make electricity.", encoding="utf-8")
+    first = build_index([corpus], tmp_path / "idx", embedder=fake_embedder)
+    manifest = (tmp_path / "idx" / "manifest.json").read_text()
+    again = build_index([corpus], tmp_path / "idx", embedder=fake_embedder)
+    assert again.unchanged and not first.unchanged and again.passages == first.passages
+    assert (tmp_path / "idx" / "manifest.json").read_text() == manifest
+    (corpus / "a.txt").write_text("Wind turbines make electricity.", encoding="utf-8")
+    changed = build_index([corpus], tmp_path / "idx", embedder=fake_embedder)
+    assert not changed.unchanged and changed.embedded == 1
+    forced = build_index([corpus], tmp_path / "idx", embedder=fake_embedder, force=True)
+    assert not forced.unchanged and forced.embedded == 0
