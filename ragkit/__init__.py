@@ -27,9 +27,11 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .beir import load_beir
-    from .builder import BuildOptions, BuildResult, build_index
+    from .builder import BuildOptions, BuildResult, build_index, update_index
     from .embedding import Embedder
     from .evaluation import EvalResult, evaluate
+    from .filters import Filters
+    from .fusion import FusionConfig
     from .index import Index
     from .loaders import LoadReport, load_documents
 
@@ -40,6 +42,8 @@ __all__ = [
     "Embedder",
     "EmptyCorpusError",
     "EvalResult",
+    "Filters",
+    "FusionConfig",
     "Index",
     "IndexFormatError",
     "IndexNotFoundError",
@@ -53,6 +57,7 @@ __all__ = [
     "__version__",
     "build_index",
     "evaluate",
+    "update_index",
     "load_beir",
     "load_documents",
 ]
@@ -61,10 +66,13 @@ _LAZY = {
     "BuildOptions": "builder",
     "BuildResult": "builder",
     "build_index": "builder",
+    "update_index": "builder",
     "Embedder": "embedding",
     "EvalResult": "evaluation",
     "evaluate": "evaluation",
     "Index": "index",
+    "Filters": "filters",
+    "FusionConfig": "fusion",
     "LoadReport": "loaders",
     "load_documents": "loaders",
     "load_beir": "beir",
