@@ -123,6 +123,8 @@ def build_index(
     progress = progress or NoProgress()
     root = Path(path)
     options = options or BuildOptions()
+    if isinstance(sources, (str, os.PathLike)):  # one path, not an iterable of characters
+        sources = [sources]
     unchanged = None if force else _unchanged(root, sources, model or (embedder.name if embedder else None), options)
     if unchanged is not None:
         return unchanged
@@ -200,6 +202,8 @@ def update_index(
 
     progress = progress or NoProgress()
     root = Path(path)
+    if isinstance(add, (str, os.PathLike)):
+        add = [add]
     new_docs, report, source_paths = _collect(add, progress, allow_empty=True)
     with writer_lock(root, wait, on_wait):
         manifest = read_manifest(root)

@@ -123,3 +123,13 @@ def test_index_of_unchanged_files_writes_nothing(tmp_path, fake_embedder):
     assert not changed.unchanged and changed.embedded == 1
     forced = build_index([corpus], tmp_path / "idx", embedder=fake_embedder, force=True)
     assert not forced.unchanged and forced.embedded == 0
+
+
+def test_a_single_path_is_one_source(tmp_path, fake_embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Solar panels make electricity.", encoding="utf-8")
+    assert build_index(str(corpus), tmp_path / "idx", embedder=fake_embedder).documents == 1
+    extra = tmp_path / "b.txt"
+    extra.write_text("Wind turbines too.", encoding="utf-8")
+    assert update_index(tmp_path / "idx", add=extra, embedder=fake_embedder).documents == 2
