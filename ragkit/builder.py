@@ -125,32 +125,32 @@ def build_index(
     options = options or BuildOptions()
     if isinstance(sources, (str, os.PathLike)):  # one path, not an iterable of characters
         sources = [sources]
-    unchanged = None if force else _unchanged(root, sources, model or (embedder.name if embedder else None), options)
-    if unchanged is not None:
-        return unchanged
-    docs, report, source_paths = _collect(sources, progress)
+    items = list(sources)
+    paths = [str(Path(p).resolve()) for p in items] if items and not any(isinstance(x, Document) for x in items) else []
+    fingerprint = corpus_fingerprint(paths) if paths else None
+    if not force and fingerprint is not None:
+        unchanged = _unchanged(root, paths, fingerprint, model or (embedder.name if embedder else None), options)
+        if unchanged is not None:
+            return unchanged
+    docs, report, source_paths = _collect(items, progress)
     if embedder is None and model is None:
         model = default_model(docs)
     with writer_lock(root, wait, on_wait):
         result = _write(root, docs, embedder or Embedder(model), options, progress,
-                        sources={"paths": source_paths,
-                                 "fingerprint": corpus_fingerprint(source_paths) if source_paths else None})
+                        sources={"paths": source_paths, "fingerprint": fingerprint})
     result.report = report
     return result
 
 
-def _unchanged(root: Path, sources: Any, model: str | None, options: BuildOptions) -> BuildResult | None:
+def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None, options: BuildOptions) -> BuildResult | None:
     """The result of a build that has nothing to do, or None when the index must be (re)built."""
     from .embedding import same_model
     from .errors import RagkitError
 
-    if not isinstance(sources, (list, tuple)) or not sources or any(isinstance(x, Document) for x in sources):
-        return None
     try:
         manifest = read_manifest(root)
     except RagkitError:
         return None
-    paths = [str(Path(p).resolve()) for p in sources]
     recorded = manifest.get("sources") or {}
     chunker = manifest.get("chunker") or {}
     same_settings = (
@@ -160,10 +160,18 @@ def _unchanged(root: Path, sources: Any, model: str | None, options: BuildOption
         and options.max_tokens in (None, chunker.get("max_tokens"))
         and same_model(manifest["model"]["name"], model)
     )
-    if not same_settings or recorded.get("paths") != paths or recorded.get("fingerprint") != corpus_fingerprint(paths):
+    if not same_settings or recorded.get("paths") != paths or recorded.get("fingerprint") != fingerprint:
         return None
     counts = manifest["counts"]
     return BuildResult(root, counts["documents"], counts["passages"], unchanged=True)
+
+
+def _options_of(manifest: dict[str, Any]) -> BuildOptions:
+    """The build options an index was made with, to rebuild or update it the same way."""
+    chunker = manifest.get("chunker", {})
+    return BuildOptions(factory=manifest["vectors"]["factory"], max_tokens=chunker.get("max_tokens"),
+                        overlap_tokens=int(chunker.get("overlap_tokens", 0)),
+                        title_prefix=bool(chunker.get("title_prefix", True)))
 
 
 def default_model(docs: Sequence[Document]) -> str:
@@ -220,10 +228,7 @@ def update_index(
         docs = [d for d in existing if d.id not in dropped and d.id not in replaced] + new_docs
         if not docs:
             raise EmptyCorpusError(f"removing these documents would leave {root} empty")
-        chunker = manifest.get("chunker", {})
-        options = BuildOptions(factory=manifest["vectors"]["factory"], max_tokens=chunker.get("max_tokens"),
-                               overlap_tokens=int(chunker.get("overlap_tokens", 0)),
-                               title_prefix=bool(chunker.get("title_prefix", True)))
+        options = _options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
         result = _write(root, docs, embedder, options, progress, sources=sources)
@@ -467,12 +472,8 @@ def ensure_index(
         manifest = read_manifest(root)
     except IndexNotFoundError:
         manifest = None
-    if manifest is not None:
-        sources = manifest.get("sources") or {}
-        if sources.get("paths") != [corpus_path]:
-            return False
-        if sources.get("fingerprint") == corpus_fingerprint([corpus_path]):
-            return False
+    if manifest is not None and (manifest.get("sources") or {}).get("paths") != [corpus_path]:
+        return False
     model = manifest["model"]["name"] if manifest else None
-    build_index([corpus_path], root, model=model, progress=progress)
-    return True
+    options = _options_of(manifest) if manifest else None
+    return not build_index([corpus_path], root, model=model, options=options, progress=progress).unchanged

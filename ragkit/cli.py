@@ -159,7 +159,7 @@ FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: convex 
 def _fusion(method: str, dense_weight: float | None):  # noqa: ANN202
     from .fusion import FusionConfig
 
-    return FusionConfig(method=method) if dense_weight is None else FusionConfig(method=method, dense_weight=dense_weight)
+    return FusionConfig(method=method, dense_weight=dense_weight)
 
 
 @app.command()

@@ -315,17 +315,9 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
         raise IndexFormatError(f"no lexical index in {root}: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexFormatError(f"lexical index manifest {path} is damaged: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{path} is not a ragkit BM25 manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"lexical index {root} has format version {manifest.get('format_version')}; "
-            f"this ragkit reads version {FORMAT_VERSION}: rebuild the index"
-        )
+    from .manifest import read_versioned_json
+
+    manifest = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")
     if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
         ANALYZER_NAME,

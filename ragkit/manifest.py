@@ -27,6 +27,28 @@ def new_manifest(**parts: Any) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "ragkit_version": __version__, "created": created, **parts}
 
 
+def read_versioned_json(
+    path: Path, fmt: str, version: int, what: str, error: type[IndexFormatError] = IndexFormatError
+) -> dict[str, Any]:
+    """Read a JSON object stamped ``{"format": fmt, "format_version": version}``.
+
+    Anything unreadable, foreign or of another version raises ``error`` with one line naming
+    ``what`` it was meant to be. Callers handle a missing file themselves (its meaning differs).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is not a readable {what}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path} is not a {what}")
+    if data.get("format_version") != version:
+        raise error(
+            f"{what} {path} has format version {data.get('format_version')}; this ragkit ({__version__}) "
+            f"reads version {version}: rebuild the index with `ragkit index`"
+        )
+    return data
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """Read and check a manifest; raise a one-line ragkit error for anything wrong."""
     root = Path(folder)
@@ -35,18 +57,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise IndexNotFoundError(f"no index at {root} (folder does not exist); build one with `ragkit index PATH`")
     if not path.is_file():
         raise IndexNotFoundError(f"no ragkit index in {root} (no {MANIFEST_NAME}); build one with `ragkit index PATH`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexFormatError(f"{path} is not a readable ragkit manifest: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise IndexFormatError(f"{root} is not a ragkit index (foreign {MANIFEST_NAME})")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"index {root} has format version {version}; this ragkit ({__version__}) reads version "
-            f"{FORMAT_VERSION}: rebuild it with `ragkit index`"
-        )
+    data = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit index manifest")
     for key in ("model", "vectors", "store", "counts"):
         if not isinstance(data.get(key), dict):
             raise IndexFormatError(f"{path} lacks the {key!r} section")

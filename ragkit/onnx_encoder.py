@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .checksums import sha256_file
-from .manifest import fsync_dir
+from .manifest import fsync_dir, read_versioned_json
 from .errors import IndexFormatError, RagkitError
 from .vectors import l2_normalize
 
@@ -597,19 +597,9 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``onnx_encoder.json``; OnnxEncoderError for anything wrong."""
     root = Path(folder)
     path = root / CONFIG_NAME
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise OnnxEncoderError(f"no ONNX encoder in {root} ({CONFIG_NAME} is missing)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OnnxEncoderError(f"{path} is not a readable ONNX encoder config: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise OnnxEncoderError(f"{path} is not a ragkit ONNX encoder config")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise OnnxEncoderError(
-            f"ONNX encoder in {root} has format version {config.get('format_version')}; this ragkit reads "
-            f"{FORMAT_VERSION}: rebuild the index"
-        )
+    if not path.is_file():
+        raise OnnxEncoderError(f"no ONNX encoder in {root} ({CONFIG_NAME} is missing)")
+    config = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit ONNX encoder config", OnnxEncoderError)
     try:
         int(config["model"]["dimension"]), int(config["model"]["max_seq_length"])
         modes, inputs = list(config["pooling"]), list(config["inputs"])
