@@ -40,13 +40,18 @@ _DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-", "query-encode
 class BuildOptions:
     """How passages are cut and indexed. ``max_tokens=None`` fills the model's window."""
 
-    factory: str = "Flat"
+    index_type: str = "auto"  # auto | flat | hnsw | hnsw-sq8 | ivf-sq8 | ivfpq | a FAISS factory string
+    recall: float = 0.95  # recall@10 target the search parameters of an approximate type are tuned to
     max_tokens: int | None = None
     overlap_tokens: int = 0
     title_prefix: bool = True
     query_encoder: bool = True  # export an ONNX query encoder for torch-free searches
 
     def __post_init__(self) -> None:
+        if not self.index_type or not self.index_type.strip():
+            raise InvalidArgumentError("--index-type must not be empty")
+        if not 0.0 < self.recall <= 1.0:
+            raise InvalidArgumentError(f"--recall must be in (0, 1], got {self.recall!r}")
         if self.max_tokens is not None and self.max_tokens < MIN_MAX_TOKENS:
             raise InvalidArgumentError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")
         if self.overlap_tokens < 0:
@@ -154,7 +159,8 @@ def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None
     recorded = manifest.get("sources") or {}
     chunker = manifest.get("chunker") or {}
     same_settings = (
-        manifest["vectors"].get("factory") == options.factory
+        manifest["vectors"].get("index_type", manifest["vectors"].get("factory")) == options.index_type
+        and (manifest["vectors"].get("tuning") or {}).get("target", options.recall) == options.recall
         and chunker.get("overlap_tokens") == options.overlap_tokens
         and chunker.get("title_prefix") == options.title_prefix
         and options.max_tokens in (None, chunker.get("max_tokens"))
@@ -169,7 +175,10 @@ def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None
 def _options_of(manifest: dict[str, Any]) -> BuildOptions:
     """The build options an index was made with, to rebuild or update it the same way."""
     chunker = manifest.get("chunker", {})
-    return BuildOptions(factory=manifest["vectors"]["factory"], max_tokens=chunker.get("max_tokens"),
+    vectors = manifest["vectors"]
+    return BuildOptions(index_type=vectors.get("index_type", vectors["factory"]),
+                        recall=float((vectors.get("tuning") or {}).get("target", 0.95)),
+                        max_tokens=chunker.get("max_tokens"),
                         overlap_tokens=int(chunker.get("overlap_tokens", 0)),
                         title_prefix=bool(chunker.get("title_prefix", True)))
 
@@ -355,9 +364,7 @@ def _write(
     lexical.save(root / names["lexical"])
     doc_texts = [d.text if not d.title or d.text.startswith(d.title) else f"{d.title}\n{d.text}" for d in docs]
     LexicalIndex.build(np.asarray(doc_rows, dtype=np.int64), doc_texts).save(root / names["doclexical"])
-    index = VectorIndex.create(embedder.dimension, options.factory)
-    index.add(ids, vectors)
-    index.save(root / names["vectors"])
+    vector_entry = _write_vectors(root / names["vectors"], ids, vectors, options, progress)
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
     query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
@@ -369,7 +376,7 @@ def _write(
         generation=generation,
         model=embedder.describe(),
         chunker=chunker_settings,
-        vectors={"file": names["vectors"], "factory": options.factory, "dimension": embedder.dimension},
+        vectors={"file": names["vectors"], "dimension": embedder.dimension, **vector_entry},
         store={"file": names["store"]},
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
         counts={"documents": len(docs), "passages": len(texts)},
@@ -381,6 +388,33 @@ def _write(
     _remove_stale(root, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
+
+
+def _write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
+                   progress: Progress) -> dict[str, Any]:
+    """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning)."""
+    from .ann import factory_for, training_sample, tune
+
+    factory = factory_for(options.index_type, len(ids), vectors.shape[1])
+    index = VectorIndex.create(vectors.shape[1], factory)
+    step = 65_536
+    staged = not index.exact or len(ids) > step
+    if not index.exact:
+        progress.start("Training", None)
+        index.train(training_sample(vectors, factory))
+    if staged:
+        progress.start("Indexing", len(ids))
+    for lo in range(0, len(ids), step):
+        index.add(ids[lo:lo + step], vectors[lo:lo + step])
+        progress.advance(min(step, len(ids) - lo))
+    if not index.exact:
+        progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
+    tuning = tune(index, vectors, ids, options.recall)
+    index.params = tuning.params
+    if staged:
+        progress.start("Writing", None)
+    index.save(path)
+    return {"index_type": options.index_type, "factory": factory, "search": tuning.params, "tuning": tuning.to_json()}
 
 
 def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:

@@ -89,7 +89,11 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
     index_dir: IndexOpt = None,
     model: ModelOpt = None,
-    factory: Annotated[str, typer.Option(help="FAISS index factory string.")] = "Flat",
+    index_type: Annotated[str, typer.Option(
+        "--index-type", "--factory",
+        help="auto, flat, hnsw, hnsw-sq8, ivf-sq8, ivfpq, or a FAISS factory string (auto: exact up to 100k "
+             "passages, then HNSW, then 8-bit inverted lists, within half the RAM).")] = "auto",
+    recall: Annotated[float, typer.Option(help="recall@10 target an approximate index type is tuned to.")] = 0.95,
     max_tokens: Annotated[Optional[int], typer.Option(help="Passage size in model tokens [default: the model's window].")] = None,
     overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,
     title_prefix: Annotated[bool, typer.Option(help="Embed a separate document title with each passage.")] = True,
@@ -105,7 +109,7 @@ def index(
 
         result = build_index(
             paths, index_dir or default_index_dir(), model=model,
-            options=BuildOptions(factory=factory, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
+            options=BuildOptions(index_type=index_type, recall=recall, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
             progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
         )
         _report(result, as_json, "Indexed")
@@ -261,7 +265,7 @@ def info(
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
-            f"vectors:   FAISS {data['vectors']['factory']!r} in {data['vectors']['file']}",
+            f"vectors:   {_vectors_line(data['vectors'])}",
             f"lexical:   BM25 {lex.get('method')} (k1 {lex.get('k1')}, b {lex.get('b')}), analyzer "
             f"{(lex.get('analyzer') or {}).get('name')} in {lex.get('dir')}",
             f"contents:  {c['documents']} documents, {c['passages']} passages",
@@ -272,6 +276,17 @@ def info(
         if verify:
             lines.append(f"verified:  {data['verified']['files']} files match their checksums; FAISS, SQLite and BM25 agree")
         typer.echo("\n".join(lines))
+
+
+def _vectors_line(v: dict) -> str:
+    line = f"FAISS {v['factory']!r} (--index-type {v.get('index_type', v['factory'])}) in {v['file']}"
+    t = v.get("tuning") or {}
+    if not t.get("queries"):
+        return line + "; exact search, recall@10 1.0"
+    params = ", ".join(f"{k} {val:g}" for k, val in (v.get("search") or {}).items())
+    met = "" if t.get("reached") else f", target {t['target']:g} NOT reached"
+    return (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} sample queries, "
+            f"{t['held_out_recall@10']:.3f} on {t['queries']} held-out (target {t['target']:g}{met})")
 
 
 @app.command("eval")

@@ -96,6 +96,8 @@ class Index:
         ids = np.sort(self.lexical.ids)
         if not np.array_equal(ids, np.arange(counts["passages"])):
             raise IndexFormatError(f"index {self.path} is inconsistent: lexical ids differ from passage ids")
+        if not np.array_equal(np.sort(self.vectors.ids()), ids):
+            raise IndexFormatError(f"index {self.path} is inconsistent: vector ids differ from passage ids")
         probe = ids[:: max(1, len(ids) // 64)]
         stored = self.store.passages(probe.tolist())
         if len(stored) != len(probe):
@@ -124,7 +126,8 @@ class Index:
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
             v = self.manifest["vectors"]
-            self._vectors = VectorIndex.load(self.path / v["file"], v["factory"], int(self.manifest["model"]["dimension"]))
+            self._vectors = VectorIndex.load(self.path / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
+                                             params=v.get("search"))
         return self._vectors
 
     @property

@@ -131,7 +131,7 @@ def test_bad_arguments(tmp_path, fake_embedder):
     with pytest.raises(InvalidArgumentError, match="k must"):
         idx.search("cats", k=0)
     with pytest.raises(InvalidArgumentError, match="factory"):
-        build_index(DOCS, tmp_path / "f", embedder=fake_embedder, options=BuildOptions(factory="NoSuchIndex"))
+        build_index(DOCS, tmp_path / "f", embedder=fake_embedder, options=BuildOptions(index_type="NoSuchIndex"))
 
 
 def test_rebuild_replaces_generation_and_failed_build_keeps_old_index(tmp_path, fake_embedder):

@@ -1,0 +1,219 @@
+"""Index types for the dense vectors, chosen by collection size and tuned to a recall target.
+
+``--index-type`` names a type (``flat``, ``hnsw``, ``hnsw-sq8``, ``ivf-sq8``, ``ivfpq``), ``auto``
+(the default: exact search for small collections, a graph when it fits the memory budget,
+8-bit inverted lists beyond), or any FAISS factory string. An approximate type is then tuned:
+recall@10 against exact search is measured on a sample of the collection's own vectors used
+as queries, and the cheapest search parameters (``efSearch``, ``nprobe``, ``k_factor``) that
+reach the target are stored in the manifest, with the recall measured on a second, disjoint
+sample of queries that took no part in the choice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+from .vectors import VectorIndex, _ivf, _take, exact_search
+
+INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
+DEFAULT_RECALL = 0.95
+# auto: exact search up to here. A query scans n * d * 4 bytes: 154 MB at 100k and d = 384,
+# about 6 ms here, and exact needs no tuning and no build time.
+EXACT_MAX = 100_000
+# auto: an HNSW graph (raw vectors + links) up to here when it fits the memory budget; beyond,
+# its build time on two cores (minutes per million) favours inverted lists.
+GRAPH_MAX = 2_000_000
+HNSW_M = 32
+_HNSW_LINK_BYTES = 2 * HNSW_M * 4 + 16  # level-0 links and bookkeeping per vector
+_GRID = {
+    "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024),
+    "nprobe": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096),
+    "k_factor": (1, 1.5, 2, 3, 4, 6, 8, 12, 16),
+}
+
+
+def memory_budget() -> int:
+    """Bytes the vector index may use: half of physical memory (``RAGKIT_MEMORY_BUDGET`` overrides, in GB)."""
+    override = os.environ.get("RAGKIT_MEMORY_BUDGET")
+    if override:
+        try:
+            return int(float(override) * 1e9)
+        except ValueError:
+            raise InvalidArgumentError(f"RAGKIT_MEMORY_BUDGET must be a number of GB, got {override!r}") from None
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 10**9
+
+
+def nlist_for(n: int) -> int:
+    """Inverted lists for n vectors: about 2 sqrt(n), a power of two, at least 39 training points each."""
+    target = 2 * np.sqrt(max(n, 1))
+    nlist = 1 << int(np.round(np.log2(max(target, 1))))
+    return int(max(1, min(nlist, n // 39 or 1, 65536)))
+
+
+def factory_for(index_type: str, n: int, dimension: int, budget: int | None = None) -> str:
+    """The FAISS factory string of ``index_type`` for ``n`` vectors of ``dimension``."""
+    kind = index_type.strip()
+    lowered = kind.lower()
+    if lowered not in INDEX_TYPES:
+        return kind  # a FAISS factory string, validated when the index is made
+    if lowered == "auto":
+        budget = memory_budget() if budget is None else budget
+        raw = n * dimension * 4
+        if n <= EXACT_MAX and raw <= budget:
+            lowered = "flat"
+        elif n <= GRAPH_MAX and raw + n * _HNSW_LINK_BYTES <= budget:
+            lowered = "hnsw"
+        elif n * (dimension + 24) <= budget:
+            lowered = "ivf-sq8"
+        else:  # not even 8-bit codes fit: 4-bit product codes alone, tuned as far as they go
+            return f"{_quantizer(n)},PQ{_pq_subspaces(dimension)}x4fs"
+    quantizer = _quantizer(n)
+    if lowered == "flat":
+        return "Flat"
+    if lowered == "hnsw":
+        return f"HNSW{HNSW_M}"
+    if lowered == "hnsw-sq8":
+        return f"HNSW{HNSW_M},SQ8"
+    if lowered == "ivf-sq8":
+        return f"{quantizer},SQ8"
+    # ivfpq: 4-bit product-quantised codes of d/8 bytes, scanned with SIMD ("fast scan"), the
+    # candidates re-ranked with 8-bit scalar codes (k_factor x k of them). 8-bit PQ codebooks
+    # took 45-100 s to train here for no recall gain after re-ranking.
+    m = _pq_subspaces(dimension)
+    return f"{quantizer},PQ{m}x4fs,Refine(SQ8)"
+
+
+def _quantizer(n: int) -> str:
+    """The coarse quantiser: flat centroids, or an HNSW graph over them when there are many."""
+    nlist = nlist_for(n)
+    return f"IVF{nlist}_HNSW32" if nlist >= 8192 else f"IVF{nlist}"
+
+
+def _pq_subspaces(dimension: int) -> int:
+    """Sub-spaces of 4 dimensions (d/8 bytes of 4-bit codes), or the nearest divisor that exists."""
+    for m in (dimension // 4, dimension // 2, dimension // 8, dimension):
+        if m and dimension % m == 0:
+            return m
+    return dimension
+
+
+def training_sample(vectors: np.ndarray, factory: str, seed: int = 0) -> np.ndarray:
+    """The vectors to train quantisers on: 64 per inverted list (and 10k for codebooks) at most."""
+    need = 16_384
+    for part in factory.replace("_", ",").split(","):
+        if part.upper().startswith("IVF") and part[3:].isdigit():
+            need = max(need, 64 * int(part[3:]))
+    if vectors.shape[0] <= need:
+        return vectors
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(vectors.shape[0], need, replace=False))
+    return vectors[rows]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Search parameters chosen for a recall target, and the recall they gave."""
+
+    params: dict[str, float]
+    target: float
+    recall: float  # recall@10 on the tuning queries
+    held_out: float  # recall@10 on queries not used to choose
+    queries: int  # per query set
+    reached: bool
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "params": self.params, "recall@10": round(self.recall, 4),
+                "held_out_recall@10": round(self.held_out, 4), "queries": self.queries,
+                "reached": self.reached, "seconds": round(self.seconds, 2)}
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    """Mean share of the true top-k ids found in the returned top-k."""
+    hits = 0
+    for f, t in zip(found[:, :k], truth[:, :k]):
+        hits += len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist()))
+    return hits / max(1, truth[:, :k].shape[0] * min(k, truth.shape[1]))
+
+
+def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_RECALL, *,
+         queries: int = 500, k: int = 10, seed: int = 0) -> Tuning:
+    """Choose the cheapest search parameters of ``index`` reaching recall@``k`` >= ``target``.
+
+    Queries are collection vectors (``vectors`` with their ``ids``): one random sample to
+    choose, a disjoint one to check. Each is searched leave-one-out (its own id dropped from
+    the truth and from the answer), so it stands for a query that is not in the collection:
+    finding yourself is easy and would flatter the recall. Exact search gives the truth. An
+    exact index needs no tuning (recall 1.0).
+    """
+    if not 0.0 < target <= 1.0:
+        raise InvalidArgumentError(f"--recall must be in (0, 1], got {target!r}")
+    start = time.perf_counter()
+    n = vectors.shape[0]
+    if index.exact or not index.tunable or n == 0:
+        return Tuning({}, target, 1.0, 1.0, 0, True, time.perf_counter() - start)
+    rng = np.random.default_rng(seed)
+    m = min(queries, max(1, n // 2))
+    picked = rng.choice(n, 2 * m, replace=False) if 2 * m <= n else rng.permutation(n)
+    sets = [np.sort(picked[:m]), np.sort(picked[m:])]
+    truths = []
+    for rows in sets:
+        _, true_rows = exact_search(vectors, vectors[rows], k + 1)
+        truths.append(_without(_take(ids, true_rows), ids[rows], k))
+
+    def measure(params: dict[str, float], which: int) -> tuple[float, float]:
+        rows = sets[which]
+        t0 = time.perf_counter()
+        _, found = index.search(vectors[rows], k + 1, params=params)
+        seconds = time.perf_counter() - t0
+        return recall_at(_without(found, ids[rows], k), truths[which], k), seconds
+
+    best: tuple[float, dict[str, float], float] | None = None  # (seconds, params, recall)
+    fallback: tuple[float, dict[str, float]] = (-1.0, {})
+    for series in _series(index):
+        for params in series:  # ascending cost: the first that reaches the target is this series' best
+            recall, seconds = measure(params, 0)
+            if recall > fallback[0]:
+                fallback = (recall, params)
+            if recall >= target:
+                if best is None or seconds < best[0]:
+                    best = (seconds, params, recall)
+                break
+    chosen, recall = (best[1], best[2]) if best else (fallback[1], fallback[0])
+    held_out = measure(chosen, 1)[0] if len(sets[1]) else recall
+    return Tuning(chosen, target, recall, held_out, m, best is not None, time.perf_counter() - start)
+
+
+def _series(index: VectorIndex) -> list[list[dict[str, float]]]:
+    """Parameter settings in ascending cost: one series per k_factor (a refine stage), else one."""
+    names = index.tunable
+    main = names[0]
+    limit = _limit(index, main)
+    values = [v for v in _GRID[main] if v <= limit] or [_GRID[main][0]]
+    factors: list[float | None] = [2, 4, 8, 16] if "k_factor" in names else [None]
+    return [[{main: v} if f is None else {main: v, "k_factor": f} for v in values] for f in factors]
+
+
+def _limit(index: VectorIndex, name: str) -> float:
+    if name == "nprobe":
+        ivf = _ivf(index._inner)
+        return int(ivf.nlist) if ivf is not None else 1
+    return max(_GRID[name])
+
+
+def _without(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Each row's first ``k`` ids other than the query's own id."""
+    out = np.full((found.shape[0], k), -1, dtype=np.int64)
+    for j, (row, self_id) in enumerate(zip(found, own)):
+        kept = row[row != self_id][:k]
+        out[j, : kept.shape[0]] = kept
+    return out
