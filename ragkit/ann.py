@@ -146,7 +146,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
 
 
 def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_RECALL, *,
-         queries: int = 500, k: int = 10, seed: int = 0) -> Tuning:
+         queries: int = 1000, k: int = 10, seed: int = 0) -> Tuning:
     """Choose the cheapest search parameters of ``index`` reaching recall@``k`` >= ``target``.
 
     Queries are collection vectors (``vectors`` with their ``ids``): one random sample to
