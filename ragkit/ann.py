@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .vectors import VectorIndex, _ivf, _take, exact_search
+from .vectors import VectorIndex, _ivf, exact_search
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
 DEFAULT_RECALL = 0.95
@@ -152,8 +152,9 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     Queries are collection vectors (``vectors`` with their ``ids``): one random sample to
     choose, a disjoint one to check. Each is searched leave-one-out (its own id dropped from
     the truth and from the answer), so it stands for a query that is not in the collection:
-    finding yourself is easy and would flatter the recall. Exact search gives the truth. An
-    exact index needs no tuning (recall 1.0).
+    finding yourself is easy and would flatter the recall. Exact search gives the truth; an
+    answer counts as found when its exact score reaches the k-th true score, so ties between
+    equal vectors do not count as misses. An exact index needs no tuning (recall 1.0).
     """
     if not 0.0 < target <= 1.0:
         raise InvalidArgumentError(f"--recall must be in (0, 1], got {target!r}")
@@ -165,17 +166,28 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     m = min(queries, max(1, n // 2))
     picked = rng.choice(n, 2 * m, replace=False) if 2 * m <= n else rng.permutation(n)
     sets = [np.sort(picked[:m]), np.sort(picked[m:])]
-    truths = []
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    thresholds = []
     for rows in sets:
-        _, true_rows = exact_search(vectors, vectors[rows], k + 1)
-        truths.append(_without(_take(ids, true_rows), ids[rows], k))
+        true_scores, true_rows = exact_search(vectors, vectors[rows], k + 1)
+        own = true_rows == rows[:, None]
+        others = np.where(own, -np.inf, true_scores)
+        thresholds.append(np.sort(others, axis=1)[:, 1])  # the k-th best score among the others
 
     def measure(params: dict[str, float], which: int) -> tuple[float, float]:
         rows = sets[which]
+        q = vectors[rows]
         t0 = time.perf_counter()
-        _, found = index.search(vectors[rows], k + 1, params=params)
+        _, found = index.search(q, k + 1, params=params)
         seconds = time.perf_counter() - t0
-        return recall_at(_without(found, ids[rows], k), truths[which], k), seconds
+        found = _without(found, ids[rows], k)
+        valid = found >= 0
+        found_rows = order[np.searchsorted(sorted_ids, np.where(valid, found, sorted_ids[0]))]
+        scores = np.einsum("qkd,qd->qk", vectors[found_rows], q)
+        # A hit is any answer scoring at least the k-th true score: ties count, whichever id wins them.
+        hits = valid & (scores >= thresholds[which][:, None] - 1e-5)
+        return float(hits.sum() / (k * len(rows))), seconds
 
     best: tuple[float, dict[str, float], float] | None = None  # (seconds, params, recall)
     fallback: tuple[float, dict[str, float]] = (-1.0, {})
