@@ -30,6 +30,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -350,8 +351,10 @@ def _count_rows(
     Terms get columns from ``vocab``, which grows with unseen terms (in order of appearance);
     rows are numbered from ``first_row``.
     """
-    add = vocab.setdefault
-    flat = np.fromiter((add(t, len(vocab)) for terms in doc_terms for t in terms), dtype=np.int64)
+    flat_terms = list(chain.from_iterable(doc_terms))
+    for term in dict.fromkeys(flat_terms):  # distinct terms in order of appearance
+        vocab.setdefault(term, len(vocab))
+    flat = np.fromiter(map(vocab.__getitem__, flat_terms), dtype=np.int64, count=len(flat_terms))
     lengths = np.fromiter((len(terms) for terms in doc_terms), dtype=np.int64, count=len(doc_terms))
     rows = np.repeat(np.arange(first_row, first_row + len(doc_terms), dtype=np.int64), lengths)
     keys, counts = np.unique((flat << 32) | rows, return_counts=True)
