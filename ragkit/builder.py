@@ -76,6 +76,7 @@ class _Kept:
     doc_lexical: LexicalIndex
     chunker: dict[str, Any]  # the current chunker settings (an update keeps them)
     query_encoder: dict[str, str] | None  # the current ONNX query encoder, reused as it is
+    encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
 
 
 class _RecordedModel:
@@ -278,8 +279,10 @@ def update_index(
             encoder = manifest.get("query_encoder")
             if not (isinstance(encoder, dict) and isinstance(encoder.get("dir"), str) and (root / encoder["dir"]).is_dir()):
                 encoder = None
+            encoder_files = {k: v for k, v in (manifest.get("files") or {}).items()
+                             if encoder is not None and k.startswith(encoder["dir"] + "/")}
             kept = _Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
-                         manifest.get("chunker") or {}, encoder)
+                         manifest.get("chunker") or {}, encoder, encoder_files)
             model = _RecordedModel(lambda: current.embedder, manifest["model"])
         options = _options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
@@ -484,8 +487,10 @@ def _write(
     index.save(root / names["vectors"])
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
-    if kept is not None:  # same model: the current encoder stays
+    recorded: dict[str, Any] = {}
+    if kept is not None:  # same model: the current encoder stays, with its checksums
         query_encoder = kept.query_encoder
+        recorded = kept.encoder_files
     else:
         query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
     if query_encoder is not None:
@@ -502,7 +507,8 @@ def _write(
         counts={"documents": len(docs), "passages": len(texts)},
         query_encoder=query_encoder,
         sources=sources,
-        files=record(root, list(names.values())),
+        files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
+               **recorded},
     )
     write_manifest(root, manifest)
     _remove_stale(root, keep=set(names.values()))

@@ -103,8 +103,12 @@ def test_cli_add_remove(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert (out["documents"], out["embedded"], out["added"]) == (2, 1, 1)
+    encoder = json.loads((tmp_path / "idx" / "manifest.json").read_text())["query_encoder"]
     res = runner.invoke(app, ["remove", "a.txt", "--index", idx, "--json"])
     assert json.loads(res.stdout)["documents"] == 1
+    # the ONNX query encoder is kept through updates, its checksums too
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["query_encoder"] == encoder
+    assert runner.invoke(app, ["info", "--index", idx, "--verify"]).exit_code == 0
     bad = runner.invoke(app, ["remove", "--index", idx])
     assert bad.exit_code == 1 and "document ids or --source" in bad.stderr
 
