@@ -3,8 +3,10 @@
 Data files get generation-numbered names and the manifest is replaced last, atomically, so a
 crash or an error at any point leaves the previous index intact and searchable. One writer at
 a time holds the folder's lock; readers never take it. Updates (:func:`update_index`) write a
-whole new generation too: unchanged passages come from the embedding cache, so only new or
-changed text is embedded.
+whole new generation too, but their cost follows what changed: documents they keep keep their
+stored passage spans (no re-chunking), their vectors come from the embedding cache, and their
+BM25 term counts are taken over from the current lexical indexes (no re-analysis); only new or
+changed documents are chunked, embedded and analysed.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from .chunking import MIN_MAX_TOKENS, Chunker
 from .documents import Document
 from .embedding import Embedder
 from .embedding_cache import CACHE_NAME, EmbeddingCache
-from .errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError
+from .errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError, ModelMismatchError
 from .lexical import LexicalIndex
 from .loaders import LoadReport, load_documents, source_files
 from .manifest import MANIFEST_NAME, fsync_dir, new_manifest, read_manifest, write_manifest
 from .progress import NoProgress, Progress
-from .store import Store
+from .store import Store, StoredDocument
 from .vectors import VectorIndex
 
 # A title longer than this share of the passage budget is not prefixed to passages.
@@ -68,6 +70,51 @@ class BuildResult:
     added: int = 0
     removed: int = 0
     unchanged: bool = False  # the corpus and settings matched the index: nothing was written
+
+
+@dataclass
+class _Kept:
+    """What an update takes over from the current generation for the documents it keeps."""
+
+    documents: dict[str, StoredDocument]  # kept documents only, by id
+    lexical: LexicalIndex
+    doc_lexical: LexicalIndex
+    chunker: dict[str, Any]  # the current chunker settings (an update keeps them)
+    query_encoder: dict[str, str] | None  # the current ONNX query encoder, reused as it is
+    encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
+
+
+class _RecordedModel:
+    """An index's embedder as its manifest records it, loaded only when it must work.
+
+    An update reads name, dimension, window and prompts from the manifest; the model (and its
+    tokenizer) is loaded only to chunk or embed new text, so removing documents loads neither.
+    """
+
+    def __init__(self, load: Callable[[], Embedder], recorded: dict[str, Any]) -> None:
+        self._load = load
+        self._embedder: Embedder | None = None
+        self._recorded = dict(recorded)
+        self.name: str = recorded["name"]
+        self.dimension = int(recorded["dimension"])
+        self.max_tokens = int(recorded["max_tokens"])
+        self.query_prompt: str = recorded.get("query_prompt") or ""
+        self.passage_prompt: str = recorded.get("passage_prompt") or ""
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._load()
+        return self._embedder
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._recorded)
+
+    def token_counter(self) -> Any:  # noqa: ANN401
+        return self.embedder.token_counter()
+
+    def embed_passages(self, passages: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.embedder.embed_passages(passages, progress=progress)
 
 
 def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
@@ -232,15 +279,24 @@ def update_index(
             dropped = set(remove)
             if remove_source is not None:
                 dropped |= set(current.store.document_ids(Filters(source=remove_source)))
-            embedder = current.embedder
-        replaced = {d.id for d in new_docs}
-        docs = [d for d in existing if d.id not in dropped and d.id not in replaced] + new_docs
-        if not docs:
-            raise EmptyCorpusError(f"removing these documents would leave {root} empty")
+            replaced = {d.id for d in new_docs}
+            kept_docs = [d for d in existing if d.id not in dropped and d.id not in replaced]
+            docs = kept_docs + new_docs
+            if not docs:
+                raise EmptyCorpusError(f"removing these documents would leave {root} empty")
+            stored = current.store.document_passages()
+            encoder = manifest.get("query_encoder")
+            if not (isinstance(encoder, dict) and isinstance(encoder.get("dir"), str) and (root / encoder["dir"]).is_dir()):
+                encoder = None
+            encoder_files = {k: v for k, v in (manifest.get("files") or {}).items()
+                             if encoder is not None and k.startswith(encoder["dir"] + "/")}
+            kept = _Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
+                         manifest.get("chunker") or {}, encoder, encoder_files)
+            model = _RecordedModel(lambda: current.embedder, manifest["model"])
         options = _options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
-        result = _write(root, docs, embedder, options, progress, sources=sources)
+        result = _write(root, docs, model, options, progress, sources=sources, kept=kept)  # type: ignore[arg-type]
     result.report = report
     result.added = len(new_docs)
     result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
@@ -276,39 +332,65 @@ def _collect(
     return docs, report, source_paths
 
 
-def _chunk(docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress):  # noqa: ANN202
-    """Passage spans per document, the texts to embed, and the chunker settings."""
-    counter = embedder.token_counter()
-    window = embedder.max_tokens - counter.special_tokens
-    prompt_tokens = counter.count([embedder.passage_prompt])[0] if embedder.passage_prompt else 0
-    budget = window - prompt_tokens
-    if options.max_tokens is not None:
-        budget = min(budget, options.max_tokens)
-    if budget < MIN_MAX_TOKENS:
-        raise InvalidArgumentError(f"model window of {embedder.max_tokens} tokens leaves no room for passages")
-    chunker = Chunker(counter, budget, min(options.overlap_tokens, budget // 2 - 1))
+def _chunk(  # noqa: ANN202
+    docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress, kept: _Kept | None = None
+):
+    """Passage spans per document, the texts to embed, whether each document's title is prefixed
+    to its passages, and the chunker settings.
+
+    Documents in ``kept`` (an update's unchanged documents; the settings are the current ones)
+    keep their stored spans and title prefix; only the others are counted and cut, so an update
+    that only removes documents never loads the tokenizer.
+    """
+    stored = [kept.documents.get(d.id) if kept is not None else None for d in docs]
+    todo = [i for i, st in enumerate(stored) if st is None or st.title_prefix is None]
+    title_tokens: dict[int, int] = {}
+    budget = 0
+    chunker: Chunker | None = None
+    if todo:
+        counter = embedder.token_counter()
+        window = embedder.max_tokens - counter.special_tokens
+        prompt_tokens = counter.count([embedder.passage_prompt])[0] if embedder.passage_prompt else 0
+        budget = window - prompt_tokens
+        if options.max_tokens is not None:
+            budget = min(budget, options.max_tokens)
+        if budget < MIN_MAX_TOKENS:
+            raise InvalidArgumentError(f"model window of {embedder.max_tokens} tokens leaves no room for passages")
+        chunker = Chunker(counter, budget, min(options.overlap_tokens, budget // 2 - 1))
+        counts = counter.count([docs[i].title for i in todo]) if options.title_prefix else [0] * len(todo)
+        title_tokens = dict(zip(todo, counts))
     progress.start("Chunking", len(docs))
-    title_tokens = counter.count([d.title for d in docs]) if options.title_prefix else [0] * len(docs)
     spans: list[list[tuple[int, int]]] = []
     texts: list[str] = []
-    for doc, t_tokens in zip(docs, title_tokens):
-        prefix = ""
-        fits = t_tokens + 1 <= budget * _MAX_TITLE_SHARE and budget - t_tokens - 1 >= MIN_MAX_TOKENS
-        if options.title_prefix and doc.title and fits and not doc.text.startswith(doc.title):
-            prefix = doc.title + "\n"
-        doc_spans = chunker.spans(doc.text, budget - (t_tokens + 1 if prefix else 0))
+    prefixed: list[bool] = []
+    for i, (doc, st) in enumerate(zip(docs, stored)):
+        if i in title_tokens:
+            t_tokens = title_tokens[i]
+            fits = t_tokens + 1 <= budget * _MAX_TITLE_SHARE and budget - t_tokens - 1 >= MIN_MAX_TOKENS
+            has_prefix = bool(options.title_prefix and doc.title and fits and not doc.text.startswith(doc.title))
+        else:
+            has_prefix = bool(st.title_prefix)  # type: ignore[union-attr]
+        if st is not None:
+            doc_spans = [(start, end) for _, start, end in st.passages]
+        else:
+            doc_spans = chunker.spans(doc.text, budget - (title_tokens[i] + 1 if has_prefix else 0))  # type: ignore[union-attr]
+        prefix = doc.title + "\n" if has_prefix else ""
         spans.append(doc_spans)
         texts.extend(prefix + doc.text[s:e] for s, e in doc_spans)
+        prefixed.append(has_prefix)
         progress.advance()
     progress.finish()
-    settings = {
-        "tokenizer": embedder.name,
-        "max_tokens": budget,
-        "overlap_tokens": chunker.overlap_tokens,
-        "title_prefix": options.title_prefix,
-        "sentence_splitter": "ragkit.chunking/1",
-    }
-    return spans, texts, settings
+    if kept is not None and kept.chunker:
+        settings = dict(kept.chunker)
+    else:
+        settings = {
+            "tokenizer": embedder.name,
+            "max_tokens": budget,
+            "overlap_tokens": chunker.overlap_tokens if chunker else options.overlap_tokens,
+            "title_prefix": options.title_prefix,
+            "sentence_splitter": "ragkit.chunking/1",
+        }
+    return spans, texts, prefixed, settings
 
 
 def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
@@ -325,6 +407,11 @@ def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress)
         progress.start("Embedding", len(missing))
         if missing:
             fresh = embedder.embed_passages([texts[i] for i in missing], progress=progress.advance)
+            if fresh.shape != (len(missing), embedder.dimension):
+                raise ModelMismatchError(
+                    f"model {embedder.name!r} now gives {fresh.shape[-1]}-dimensional vectors; "
+                    f"index {root} holds {embedder.dimension}-dimensional ones: rebuild it"
+                )
             vectors[missing] = fresh
             cache.put([keys[i] for i in missing], fresh)
         progress.finish()
@@ -333,12 +420,53 @@ def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress)
         cache.close()
 
 
+def _lexical(
+    docs: list[Document], spans: list[list[tuple[int, int]]], texts: list[str], doc_rows: list[int],
+    kept: _Kept | None,
+) -> tuple[LexicalIndex, LexicalIndex]:
+    """BM25 over passages (ids: passage ids) and over whole documents (ids: document row ids).
+
+    With ``kept`` (an update), kept documents take their term counts over from the current
+    indexes and only the text of the others is analysed; the scores equal a fresh build's.
+    """
+    ids = np.arange(len(texts), dtype=np.int64)
+    doc_ids = np.asarray(doc_rows, dtype=np.int64)
+    if kept is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
+        return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])
+    reuse_passages: list[int] = []
+    reuse_docs: list[int] = []
+    new_passages: list[str] = []
+    new_docs: list[str] = []
+    first = 0
+    for doc, doc_spans in zip(docs, spans):
+        stored = kept.documents.get(doc.id)
+        if stored is not None:
+            reuse_docs.append(stored.row)
+            reuse_passages.extend(pid for pid, _, _ in stored.passages)
+        else:
+            reuse_docs.append(-1)
+            new_docs.append(_document_text(doc))
+            reuse_passages.extend([-1] * len(doc_spans))
+            new_passages.extend(texts[first : first + len(doc_spans)])
+        first += len(doc_spans)
+    return (kept.lexical.updated(ids, np.asarray(reuse_passages, dtype=np.int64), new_passages),
+            kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
+
+
+def _document_text(doc: Document) -> str:
+    """What the document-level BM25 index reads: the title (unless the text starts with it) and text."""
+    return doc.text if not doc.title or doc.text.startswith(doc.title) else f"{doc.title}\n{doc.text}"
+
+
 def _write(
     root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
-    sources: dict[str, Any],
+    sources: dict[str, Any], kept: _Kept | None = None,
 ) -> BuildResult:
-    """Write ``docs`` as the next generation of ``root`` and commit it (caller holds the lock)."""
-    spans, texts, chunker_settings = _chunk(docs, embedder, options, progress)
+    """Write ``docs`` as the next generation of ``root`` and commit it (caller holds the lock).
+
+    ``kept``: an update's documents unchanged since the current generation, and what to reuse.
+    """
+    spans, texts, prefixed, chunker_settings = _chunk(docs, embedder, options, progress, kept)
     vectors, embedded = _embed(root, texts, embedder, progress)
 
     progress.start("Writing", None)
@@ -352,22 +480,26 @@ def _write(
     store = Store.create(root / names["store"])
     rows: list[tuple[int, int, int, int]] = []
     doc_rows: list[int] = []
-    for doc, doc_spans in zip(docs, spans):
-        rowid = store.add_document(doc)
+    for doc, doc_spans, has_prefix in zip(docs, spans, prefixed):
+        rowid = store.add_document(doc, title_prefix=has_prefix)
         doc_rows.append(rowid)
         rows.extend((len(rows), rowid, s, e) for s, e in doc_spans)
     store.add_passages(rows)
     store.commit()
     store.close()
-    ids = np.arange(len(texts), dtype=np.int64)
-    lexical = LexicalIndex.build(ids, texts)
+    lexical, doc_lexical = _lexical(docs, spans, texts, doc_rows, kept)
     lexical.save(root / names["lexical"])
-    doc_texts = [d.text if not d.title or d.text.startswith(d.title) else f"{d.title}\n{d.text}" for d in docs]
-    LexicalIndex.build(np.asarray(doc_rows, dtype=np.int64), doc_texts).save(root / names["doclexical"])
+    doc_lexical.save(root / names["doclexical"])
+    ids = np.arange(len(texts), dtype=np.int64)
     vector_entry = _write_vectors(root / names["vectors"], ids, vectors, options, progress)
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
-    query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
+    recorded: dict[str, Any] = {}
+    if kept is not None:  # same model: the current encoder stays, with its checksums
+        query_encoder = kept.query_encoder
+        recorded = kept.encoder_files
+    else:
+        query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
     if query_encoder is not None:
         names["query_encoder"] = query_encoder["dir"]
     from .checksums import record
@@ -382,7 +514,8 @@ def _write(
         counts={"documents": len(docs), "passages": len(texts)},
         query_encoder=query_encoder,
         sources=sources,
-        files=record(root, list(names.values())),
+        files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
+               **recorded},
     )
     write_manifest(root, manifest)
     _remove_stale(root, keep=set(names.values()))

@@ -1,8 +1,12 @@
-"""BM25 over analysed passages: bm25s scores, ragkit's analysis, a folder of JSON and NPY files.
+"""BM25 over analysed passages: bm25s's scoring, ragkit's analysis, a folder of JSON and NPY files.
 
-bm25s precomputes the BM25 weight of every (document, term) pair into a sparse CSC matrix;
-a query's score vector is the sum of its terms' columns. ragkit keeps that matrix, its own
-vocabulary and the external (passage) ids, and never uses bm25s's tokenizer.
+As in bm25s, the BM25 weight of every (document, term) pair is precomputed into a sparse CSC
+matrix; a query's score vector is the sum of its terms' columns. The weights are computed here
+in numpy, with bm25s's formulas and float precision (the tests check they are bit-identical),
+from a matrix of term counts with the same layout that is stored too: an update
+(:meth:`LexicalIndex.updated`) takes the counts of unchanged rows over, analyses only new
+text, and recomputes idf, average length and weights for the whole matrix in a few vectorised
+steps. ragkit never uses bm25s's tokenizer.
 
 Files written by :meth:`LexicalIndex.save` (all readable with ``allow_pickle=False``):
 
@@ -11,6 +15,9 @@ Files written by :meth:`LexicalIndex.save` (all readable with ``allow_pickle=Fal
 - ``bm25_ids.npy`` (int64): the external id of each row
 - ``bm25_data.npy`` (float32), ``bm25_indices.npy`` (int32), ``bm25_indptr.npy`` (int64): the
   CSC matrix of weights (rows are documents, columns terms)
+- ``bm25_tf.npy`` (int32): the term count of each entry of that matrix (same indices and
+  indptr). Format version 1 lacked it: such a folder is searched as before, and an update
+  re-analyses its text once.
 
 Each file is written beside and renamed into place, the manifest ``bm25.json`` last; a load
 checks format version, analyzer, file sizes, dtypes and shapes, so a damaged or half-written
@@ -20,8 +27,10 @@ folder raises :class:`~ragkit.errors.IndexFormatError` rather than returning gar
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +42,8 @@ from .errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 __all__ = ["LexicalIndex"]
 
 FORMAT = "ragkit-bm25"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)  # version 1: no term counts
 METHODS = ("lucene", "robertson", "atire")
 MANIFEST = "bm25.json"
 VOCAB = "bm25_vocab.json"
@@ -43,7 +53,9 @@ ARRAYS = {
     "data": ("bm25_data.npy", np.dtype(np.float32)),
     "indices": ("bm25_indices.npy", np.dtype(np.int32)),
     "indptr": ("bm25_indptr.npy", np.dtype(np.int64)),
+    "tf": ("bm25_tf.npy", np.dtype(np.int32)),
 }
+_OPTIONAL = {"tf"}  # absent from format version 1
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float32)
@@ -56,14 +68,15 @@ class LexicalIndex:
         self, params: dict[str, Any], matrix: dict[str, np.ndarray], vocab: dict[str, int], ids: np.ndarray,
         analyzer: Analyzer,
     ) -> None:
-        """Use :meth:`build` or :meth:`load`.
+        """Use :meth:`build`, :meth:`updated` or :meth:`load`.
 
-        ``params`` holds k1, b, method and bm25s_version; ``matrix`` the CSC arrays ``data``,
-        ``indices``, ``indptr`` of BM25 weights (rows: documents, columns: terms). Searching
-        needs only numpy: bm25s (and scipy) are imported to build, never to search.
+        ``params`` holds k1, b and method; ``matrix`` the CSC arrays ``data``, ``indices``,
+        ``indptr`` of BM25 weights (rows: documents, columns: terms) and ``tf``, the term counts
+        of the same entries (None for an index of format version 1). Searching needs only numpy.
         """
         self._params = params
-        self._matrix = matrix
+        self._matrix = {key: matrix[key] for key in ("data", "indices", "indptr")}
+        self._tf: np.ndarray | None = matrix.get("tf")
         self._vocab = vocab
         self._ids = ids
         self.analyzer = analyzer
@@ -85,37 +98,65 @@ class LexicalIndex:
 
         ``method`` picks bm25s's BM25 variant: ``lucene`` (default), ``robertson`` or ``atire``.
         """
-        import bm25s
-
-        ids_arr = np.asarray(ids)
-        if ids_arr.ndim != 1 or not (ids_arr.dtype.kind in "iu" or ids_arr.size == 0):
-            raise InvalidArgumentError("ids must be a one-dimensional array of integers")
-        if len(ids_arr) != len(texts):
-            raise InvalidArgumentError(f"{len(ids_arr)} ids for {len(texts)} texts")
-        if len(texts) == 0:
-            raise EmptyCorpusError("nothing to index: no texts given to the lexical index")
-        ids_arr = ids_arr.astype(np.int64)
-        if np.unique(ids_arr).size != ids_arr.size:
-            raise InvalidArgumentError("ids of the lexical index must be unique")
+        ids_arr = _check_ids(ids, len(texts))
         if method not in METHODS:
             raise InvalidArgumentError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
         if not (k1 >= 0 and 0 <= b <= 1):
             raise InvalidArgumentError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
-
         analyzer = analyzer if analyzer is not None else Analyzer()
         vocab: dict[str, int] = {}
-        add = vocab.setdefault
-        doc_terms = [[add(term, len(vocab)) for term in terms] for terms in analyzer.terms_batch(texts)]
-        bm25 = bm25s.BM25(k1=float(k1), b=float(b), method=method, backend="numpy")
-        # Without any term the average length is 0 and bm25s computes an unused 0 / 0.
-        quiet = {"divide": "ignore", "invalid": "ignore"} if not vocab else {}
-        with np.errstate(**quiet):
-            bm25.index((doc_terms, vocab), create_empty_token=False, show_progress=False)
-        from bm25s.version import __version__ as bm25s_version
+        rows = _count_rows(analyzer.terms_batch(texts), vocab, first_row=0)
+        params = {"k1": float(k1), "b": float(b), "method": method}
+        return cls(params, _matrix(params, *rows, len(ids_arr), len(vocab)), vocab, ids_arr, analyzer)
 
-        params = {"k1": float(k1), "b": float(b), "method": method, "bm25s_version": bm25s_version}
-        matrix = {key: np.asarray(bm25.scores[key]) for key in ("data", "indices", "indptr")}
-        return cls(params, matrix, vocab, ids_arr, analyzer)
+    @property
+    def has_counts(self) -> bool:
+        """Whether the term counts are at hand, so :meth:`updated` need not re-analyse old rows."""
+        return self._tf is not None
+
+    def updated(self, ids: np.ndarray, reuse: np.ndarray, texts: Sequence[str]) -> LexicalIndex:
+        """A new index with the same analyzer and parameters; this one is left unchanged.
+
+        Row ``i`` of the new index gets the external id ``ids[i]``; where ``reuse[i] >= 0`` it
+        takes over the term counts of this index's row with external id ``reuse[i]`` (its text
+        is not analysed again), elsewhere it indexes the next text of ``texts``. Rows of this
+        index that no ``reuse`` entry names are dropped. Scores equal those of :meth:`build` on
+        the same texts in the same order (only the order of the vocabulary may differ).
+        """
+        if self._tf is None:
+            raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
+        reuse = np.asarray(reuse, dtype=np.int64).reshape(-1)
+        ids_arr = _check_ids(ids, len(reuse))
+        fresh = np.flatnonzero(reuse < 0)
+        if fresh.size != len(texts):
+            raise InvalidArgumentError(f"{fresh.size} new rows for {len(texts)} texts")
+        reused = np.flatnonzero(reuse >= 0)
+        if np.unique(reuse[reused]).size != reused.size:
+            raise InvalidArgumentError("an old row can be reused only once")
+        # Old entries of reused rows, moved to their new rows.
+        new_row_of = np.full(len(self), -1, dtype=np.int64)
+        new_row_of[self.rows_of(reuse[reused])] = reused
+        indices, indptr = self._matrix["indices"], self._matrix["indptr"]
+        old_cols = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+        moved = new_row_of[indices]
+        keep = moved >= 0
+        # New rows, analysed; new terms extend the vocabulary.
+        vocab = dict(self._vocab)
+        terms = self.analyzer.terms_batch(texts)
+        add_cols, add_rows, add_tf = _count_rows(terms, vocab, first_row=0)
+        cols = np.concatenate([old_cols[keep], add_cols])
+        rows = np.concatenate([moved[keep], fresh[add_rows]])
+        tf = np.concatenate([np.asarray(self._tf)[keep], add_tf])
+        # Terms no row uses any more leave the vocabulary, as a fresh build would never have them.
+        used = np.bincount(cols, minlength=len(vocab)) > 0
+        if not used.all():
+            new_col = np.cumsum(used) - 1
+            cols = new_col[cols]
+            terms_in_order = sorted(vocab, key=vocab.__getitem__)
+            vocab = {t: int(new_col[i]) for i, t in enumerate(terms_in_order) if used[i]}
+        order = np.argsort((cols << 32) | rows, kind="stable")
+        matrix = _matrix(self._params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
+        return LexicalIndex(dict(self._params), matrix, vocab, ids_arr, self.analyzer)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -162,7 +203,6 @@ class LexicalIndex:
             "n_docs": len(self),
             "n_terms": len(self._vocab),
             "n_postings": int(self._matrix["data"].shape[0]),
-            "bm25s_version": self._params.get("bm25s_version"),
         }
 
     def score_all(self, query: str) -> np.ndarray:
@@ -232,7 +272,7 @@ class LexicalIndex:
 
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
-        arrays = {"ids": self._ids, **self._matrix}
+        arrays = {"ids": self._ids, **self._matrix, "tf": self._tf}
         terms = sorted(self._vocab, key=self._vocab.__getitem__)
         written: list[Path] = []
         sizes: dict[str, int] = {}
@@ -242,6 +282,8 @@ class LexicalIndex:
         sizes[VOCAB] = len(vocab_bytes)
         for name, (file_name, dtype) in ARRAYS.items():
             path = root / file_name
+            if arrays[name] is None:  # an index loaded from format version 1: no counts to save
+                raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
             _save_npy(path, np.ascontiguousarray(arrays[name], dtype=dtype))
             written.append(path)
             sizes[file_name] = path.stat().st_size
@@ -258,7 +300,9 @@ class LexicalIndex:
         root = Path(folder)
         manifest = _read_manifest(root)
         sizes = manifest["files"]
-        for file_name in [VOCAB, *(f for f, _ in ARRAYS.values())]:
+        wanted = {name: spec for name, spec in ARRAYS.items()
+                  if not (name in _OPTIONAL and manifest["format_version"] == 1)}
+        for file_name in [VOCAB, *(f for f, _ in wanted.values())]:
             path = root / file_name
             if not path.is_file():
                 raise IndexFormatError(f"lexical index {root} is incomplete: {file_name} is missing")
@@ -267,7 +311,7 @@ class LexicalIndex:
                     f"lexical index file {path} is damaged: {path.stat().st_size} bytes, "
                     f"expected {sizes.get(file_name)}"
                 )
-        arrays = {name: _load_npy(root / file_name, dtype, mmap) for name, (file_name, dtype) in ARRAYS.items()}
+        arrays = {name: _load_npy(root / file_name, dtype, mmap) for name, (file_name, dtype) in wanted.items()}
         try:
             terms = json.loads((root / VOCAB).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -279,11 +323,84 @@ class LexicalIndex:
 
         analyzer_cfg = manifest["analyzer"]
         params = {key: manifest[key] for key in ("k1", "b", "method")}
-        params["bm25s_version"] = manifest.get("bm25s_version")
-        matrix = {key: arrays[key] for key in ("data", "indices", "indptr")}
+        matrix = {key: arrays.get(key) for key in ("data", "indices", "indptr", "tf")}
         analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]),
                             stopword_list=analyzer_cfg.get("stopword_list"))
         return cls(params, matrix, vocab, arrays["ids"], analyzer)
+
+
+def _check_ids(ids: np.ndarray, n_texts: int) -> np.ndarray:
+    ids_arr = np.asarray(ids)
+    if ids_arr.ndim != 1 or not (ids_arr.dtype.kind in "iu" or ids_arr.size == 0):
+        raise InvalidArgumentError("ids must be a one-dimensional array of integers")
+    if len(ids_arr) != n_texts:
+        raise InvalidArgumentError(f"{len(ids_arr)} ids for {n_texts} texts")
+    if n_texts == 0:
+        raise EmptyCorpusError("nothing to index: no texts given to the lexical index")
+    ids_arr = ids_arr.astype(np.int64)
+    if np.unique(ids_arr).size != ids_arr.size:
+        raise InvalidArgumentError("ids of the lexical index must be unique")
+    return ids_arr
+
+
+def _count_rows(
+    doc_terms: Sequence[Sequence[str]], vocab: dict[str, int], first_row: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column, row, count) of every distinct term of every document, sorted by (column, row).
+
+    Terms get columns from ``vocab``, which grows with unseen terms (in order of appearance);
+    rows are numbered from ``first_row``.
+    """
+    flat_terms = list(chain.from_iterable(doc_terms))
+    for term in dict.fromkeys(flat_terms):  # distinct terms in order of appearance
+        vocab.setdefault(term, len(vocab))
+    flat = np.fromiter(map(vocab.__getitem__, flat_terms), dtype=np.int64, count=len(flat_terms))
+    lengths = np.fromiter((len(terms) for terms in doc_terms), dtype=np.int64, count=len(doc_terms))
+    rows = np.repeat(np.arange(first_row, first_row + len(doc_terms), dtype=np.int64), lengths)
+    keys, counts = np.unique((flat << 32) | rows, return_counts=True)
+    return keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int32)
+
+
+def _matrix(
+    params: dict[str, Any], cols: np.ndarray, rows: np.ndarray, tf: np.ndarray, n_docs: int, n_terms: int
+) -> dict[str, np.ndarray]:
+    """The CSC arrays of BM25 weights and counts from entries sorted by (column, row).
+
+    Computed as bm25s does it, in the same precision: idf per term in float64 then float32,
+    the term-frequency component in float64, their product stored as float32.
+    """
+    k1, b, method = float(params["k1"]), float(params["b"]), params["method"]
+    indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=n_terms), out=indptr[1:])
+    indices = rows.astype(np.int32)
+    lengths = np.bincount(rows, weights=tf, minlength=n_docs).astype(np.int64)
+    avgdl = lengths.mean()
+    idf = _idf(np.diff(indptr), n_docs, method)
+    tf32 = tf.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no entries at all: avgdl is 0
+        norm = (1 - b) + b * lengths[rows] / avgdl
+        if method == "atire":
+            tfc = (tf32 * (k1 + 1)) / (tf32 + k1 * norm)
+        else:  # lucene and robertson
+            tfc = tf32 / (k1 * norm + tf32)
+    data = (idf[cols] * tfc).astype(np.float32)
+    return {"data": data, "indices": indices, "indptr": indptr, "tf": tf.astype(np.int32)}
+
+
+def _idf(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
+    """float32 idf of each document frequency, with bm25s's formulas (math.log, per distinct df)."""
+    values, inverse = np.unique(df, return_inverse=True)
+    out = np.zeros(values.shape[0], dtype=np.float32)
+    for i, d in enumerate(values.tolist()):
+        if d == 0:
+            continue
+        if method == "lucene":
+            out[i] = math.log(1 + (n_docs - d + 0.5) / (d + 0.5))
+        elif method == "robertson":
+            out[i] = math.log(max(1.0, (n_docs - d + 0.5) / (d + 0.5)))
+        else:  # atire
+            out[i] = math.log(n_docs / d)
+    return out[inverse.reshape(-1)]
 
 
 def _check_k(k: int) -> None:
@@ -317,7 +434,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise IndexFormatError(f"no lexical index in {root}: {MANIFEST} is missing")
     from .manifest import read_versioned_json
 
-    manifest = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit BM25 manifest")
+    manifest = read_versioned_json(path, FORMAT, READS, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")
     if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
         ANALYZER_NAME,
@@ -357,8 +474,8 @@ def _check_shapes(
         problems.append(f"vocabulary has {n_terms} terms ({n_distinct} distinct), expected {manifest['n_terms']}")
     if arrays["ids"].shape[0] != n_docs:
         problems.append(f"{arrays['ids'].shape[0]} ids for {n_docs} documents")
-    if arrays["data"].shape[0] != n_postings or arrays["indices"].shape[0] != n_postings:
-        problems.append("data/indices lengths differ from the posting count")
+    if any(arrays[key].shape[0] != n_postings for key in ("data", "indices", "tf") if key in arrays):
+        problems.append("data/indices/tf lengths differ from the posting count")
     if indptr.shape[0] != n_terms + 1 or int(indptr[0]) != 0 or int(indptr[-1]) != n_postings:
         problems.append("indptr does not match the vocabulary and posting count")
     if problems:

@@ -28,9 +28,11 @@ def new_manifest(**parts: Any) -> dict[str, Any]:
 
 
 def read_versioned_json(
-    path: Path, fmt: str, version: int, what: str, error: type[IndexFormatError] = IndexFormatError
+    path: Path, fmt: str, version: int | tuple[int, ...], what: str, error: type[IndexFormatError] = IndexFormatError
 ) -> dict[str, Any]:
     """Read a JSON object stamped ``{"format": fmt, "format_version": version}``.
+
+    ``version`` may be a tuple of the versions this ragkit reads.
 
     Anything unreadable, foreign or of another version raises ``error`` with one line naming
     ``what`` it was meant to be. Callers handle a missing file themselves (its meaning differs).
@@ -41,10 +43,13 @@ def read_versioned_json(
         raise error(f"{path} is not a readable {what}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise error(f"{path} is not a {what}")
-    if data.get("format_version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    found = data.get("format_version")
+    if isinstance(found, bool) or found not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise error(
-            f"{what} {path} has format version {data.get('format_version')}; this ragkit ({__version__}) "
-            f"reads version {version}: rebuild the index with `ragkit index`"
+            f"{what} {path} has format version {found}; this ragkit ({__version__}) "
+            f"reads version {readable}: rebuild the index with `ragkit index`"
         )
     return data
 

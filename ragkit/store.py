@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,7 +28,8 @@ CREATE TABLE documents (
     date TEXT,
     source TEXT NOT NULL,
     url TEXT,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    title_prefix INTEGER  -- 1: the title was prefixed to its passages when they were embedded
 );
 CREATE TABLE passages (
     id INTEGER PRIMARY KEY,
@@ -60,6 +62,14 @@ class StoredPassage:
     text: str
 
 
+class StoredDocument(NamedTuple):
+    """What an update needs to know of a document it keeps."""
+
+    row: int  # its row id (the id of the document-level BM25 row)
+    title_prefix: bool | None  # title embedded with its passages; None: not recorded
+    passages: list[tuple[int, int, int]]  # (passage id, start, end), in id order
+
+
 class Store:
     """An SQLite file of documents and passages."""
 
@@ -69,9 +79,13 @@ class Store:
 
     @classmethod
     def create(cls, path: str | Path) -> Store:
+        """A new, empty store file. It is written without SQLite's own syncing: the builder
+        fsyncs the finished file before the manifest names it, and an unnamed file is garbage."""
         p = Path(path)
         p.unlink(missing_ok=True)
         conn = sqlite3.connect(p)
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA journal_mode = OFF")
         conn.executescript(_SCHEMA)
         return cls(conn, p)
 
@@ -94,10 +108,11 @@ class Store:
         self._conn.close()
 
     # -- writing -------------------------------------------------------------------------
-    def add_document(self, doc: Document) -> int:
+    def add_document(self, doc: Document, title_prefix: bool = False) -> int:
+        """Insert a document; ``title_prefix``: its title was embedded with its passages."""
         cur = self._conn.execute(
-            "INSERT INTO documents (doc_id, title, date, source, url, text) VALUES (?, ?, ?, ?, ?, ?)",
-            (doc.id, doc.title, doc.date, doc.source, doc.url, doc.text),
+            "INSERT INTO documents (doc_id, title, date, source, url, text, title_prefix) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc.id, doc.title, doc.date, doc.source, doc.url, doc.text, int(title_prefix)),
         )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
@@ -141,6 +156,21 @@ class Store:
         out = np.full(max((r[0] for r in rows), default=-1) + 1, -1, dtype=np.int64)
         for pid, doc in rows:
             out[pid] = doc
+        return out
+
+    def document_passages(self) -> dict[str, StoredDocument]:
+        """Every document's row id, title-prefix flag and passages, by document id."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(documents)")}
+        flag = "title_prefix" if "title_prefix" in columns else "NULL"  # stores written before the column existed
+        out: dict[str, StoredDocument] = {}
+        by_row: dict[int, list[tuple[int, int, int]]] = {}
+        for doc_id, row, prefixed in self._conn.execute(f"SELECT doc_id, id, {flag} FROM documents"):
+            passages = by_row.setdefault(int(row), [])
+            out[doc_id] = StoredDocument(int(row), None if prefixed is None else bool(prefixed), passages)
+        for pid, doc, start, end in self._conn.execute('SELECT id, doc, start, "end" FROM passages ORDER BY id'):
+            if doc not in by_row:
+                raise IndexFormatError(f"passage store {self.path} is inconsistent: passage {pid} has no document")
+            by_row[doc].append((pid, start, end))
         return out
 
     def document_ids(self, filters: Filters) -> list[str]:

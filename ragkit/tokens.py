@@ -39,9 +39,10 @@ class TokenCounter(Protocol):
 class HFTokenCounter:
     """A ``TokenCounter`` over a ``tokenizers.Tokenizer``.
 
-    The tokenizer is copied and its truncation and padding are switched off: a model's
-    ``tokenizer.json`` often truncates (all-MiniLM-L6-v2 ships ``max_length=128``) and pads,
-    which would make long texts look short. The caller's tokenizer is left unchanged.
+    A tokenizer that truncates or pads is copied and those are switched off in the copy: a
+    model's ``tokenizer.json`` often truncates (all-MiniLM-L6-v2 ships ``max_length=128``) and
+    pads, which would make long texts look short. The caller's tokenizer is left unchanged (one
+    that does neither is used as it is).
     Offsets are indices into the Python ``str`` (characters, not UTF-8 bytes).
     """
 
@@ -52,9 +53,12 @@ class HFTokenCounter:
             raise TypeError(
                 f"HFTokenCounter needs a tokenizers.Tokenizer, got {type(tokenizer).__name__}"
             )
-        own = tokenizers.Tokenizer.from_str(tokenizer.to_str())
-        own.no_truncation()
-        own.no_padding()
+        if tokenizer.truncation is None and tokenizer.padding is None:
+            own = tokenizer  # nothing to switch off: no copy (a large vocabulary takes a while)
+        else:
+            own = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+            own.no_truncation()
+            own.no_padding()
         self._tokenizer = own
         self._special_tokens = int(own.num_special_tokens_to_add(False))
 

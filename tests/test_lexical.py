@@ -1,6 +1,6 @@
 """Text analysis and the BM25 index: scores against a reference, Russian and mixed text, files.
 
-Everything here is real (PyStemmer, bm25s, files in tmp_path). The slow tests measure nDCG@10
+Everything here is real (PyStemmer, bm25s as the reference for the weights, files in tmp_path). The slow tests measure nDCG@10
 on the shared evaluation data; bm25s's own figures (its tokenizer, Snowball, stopwords) are
 xquad/ru 0.953, xquad/en 0.968, news-ru/ng-title2doc 0.740.
 """
@@ -351,7 +351,7 @@ def _one_line_format_error(folder: Path) -> str:
     return message
 
 
-@pytest.mark.parametrize("name", ["bm25_data.npy", "bm25_indices.npy", "bm25_indptr.npy", "bm25_ids.npy"])
+@pytest.mark.parametrize("name", ["bm25_data.npy", "bm25_indices.npy", "bm25_indptr.npy", "bm25_ids.npy", "bm25_tf.npy"])
 def test_damaged_arrays_raise_format_error(tmp_path, russian_index, name):
     russian_index.save(tmp_path)
     path = tmp_path / name
@@ -444,3 +444,105 @@ def test_ndcg_on_shared_data(name, minimum):
     score = float(np.mean(per_query))
     print(f"nDCG@10 {name}: {score:.4f} over {len(qids)} queries")
     assert score >= minimum
+
+
+# ------------------------------------------------------------------ bm25s and incremental updates
+
+
+def _bm25s_matrix(texts: list[str], analyzer: Analyzer, k1: float, b: float, method: str) -> dict[str, np.ndarray]:
+    """bm25s's own build over the same analysed terms: the reference the weights must equal."""
+    import bm25s
+
+    vocab: dict[str, int] = {}
+    doc_terms = [[vocab.setdefault(t, len(vocab)) for t in terms] for terms in analyzer.terms_batch(texts)]
+    model = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        model.index((doc_terms, vocab), create_empty_token=False, show_progress=False)
+    return {key: np.asarray(model.scores[key]) for key in ("data", "indices", "indptr")}
+
+
+NEWS = [
+    "Мэр Москвы рассказал: технопарки Москвы растут, технопарк за технопарком.",
+    "В лесу родилась ёлочка, в лесу она росла. Новогодняя ёлка.",
+    "Нефть подорожала на фоне новостей из Москва-Сити; oil prices rose.",
+    "и в на",
+    "Число технопарков в регионах выросло в 2024 году.",
+]
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+@pytest.mark.parametrize(("k1", "b"), [(1.2, 0.75), (0.9, 0.4), (2.0, 1.0)])
+def test_weights_equal_bm25s_bit_for_bit(method, k1, b):
+    texts = random_corpus(seed=3, n_docs=120) + NEWS
+    index = LexicalIndex.build(np.arange(len(texts)), texts, k1=k1, b=b, method=method)
+    expected = _bm25s_matrix(texts, index.analyzer, k1, b, method)
+    for key in ("indices", "indptr", "data"):
+        np.testing.assert_array_equal(index._matrix[key], expected[key], err_msg=key)
+    assert index._matrix["data"].dtype == np.float32
+
+
+def _scores_by_id(index: LexicalIndex, queries: list[str]) -> dict[str, dict[int, float]]:
+    return {q: dict(zip(index.ids.tolist(), index.score_all(q).tolist())) for q in queries}
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_updated_equals_a_fresh_build(method, seed):
+    rng = np.random.default_rng(seed)
+    texts = random_corpus(seed=seed, n_docs=80) + NEWS + ["castle castle unicorn"]  # 'unicorn' only here
+    ids = rng.choice(10**9, size=len(texts), replace=False).astype(np.int64)
+    old = LexicalIndex.build(ids, texts, method=method)
+    # keep 70 rows in a shuffled order, drop the rest (the 'unicorn' row among them), add new texts
+    order = rng.permutation(len(texts))
+    kept = order[:70]
+    kept = kept[kept != len(texts) - 1]
+    added = ["dragon harbour harbour", "Новые технопарки открылись в Казани.", "the of", "river river market"]
+    layout = np.concatenate([kept[:30], [-1, -1], kept[30:], [-1, -1]])
+    new_ids = np.arange(5000, 5000 + layout.size, dtype=np.int64)
+    reuse = np.where(layout >= 0, ids[np.maximum(layout, 0)], -1)
+    updated = old.updated(new_ids, reuse, added)
+    it = iter(added)
+    fresh_texts = [texts[r] if r >= 0 else next(it) for r in layout]
+    fresh = LexicalIndex.build(new_ids, fresh_texts, method=method)
+
+    cfg_u, cfg_f = updated.config(), fresh.config()
+    assert cfg_u == cfg_f  # same rows, vocabulary size (unused 'unicorn' gone) and postings
+    assert "unicorn" not in updated._vocab and "dragon" in updated._vocab
+    queries = ["river", "castle market", "dragon harbour", "технопарки Москвы", "unicorn", "ёлка oil", "и"]
+    assert _scores_by_id(updated, queries) == _scores_by_id(fresh, queries)  # exactly equal
+    for q in queries:
+        for a, b in zip(updated.search(q, 10), fresh.search(q, 10)):
+            np.testing.assert_array_equal(a, b)
+    # an updated index saves and loads like a built one, and updates again
+    again = updated.updated(new_ids[:5], new_ids[:5], [])
+    first_five = LexicalIndex.build(new_ids[:5], fresh_texts[:5], method=method)
+    assert again.config() == first_five.config()
+    assert _scores_by_id(again, queries) == _scores_by_id(first_five, queries)
+
+
+def test_updated_rejects_bad_layouts(wide_index):
+    index, ids = wide_index
+    with pytest.raises(InvalidArgumentError, match="new rows"):
+        index.updated(np.array([1, 2]), np.array([ids[0], -1]), [])
+    with pytest.raises(InvalidArgumentError, match="once"):
+        index.updated(np.array([1, 2]), np.array([ids[0], ids[0]]), [])
+    with pytest.raises(InvalidArgumentError, match="unknown ids"):
+        index.updated(np.array([1]), np.array([7]), [])
+    with pytest.raises(EmptyCorpusError):
+        index.updated(np.array([], dtype=np.int64), np.array([], dtype=np.int64), [])
+
+
+def test_format_version_1_still_loads_and_searches(tmp_path, russian_index):
+    """A folder written before term counts were stored: searchable; an update must re-analyse."""
+    russian_index.save(tmp_path)
+    manifest = json.loads((tmp_path / "bm25.json").read_text(encoding="utf-8"))
+    manifest["format_version"] = 1
+    del manifest["files"]["bm25_tf.npy"]
+    (tmp_path / "bm25_tf.npy").unlink()
+    (tmp_path / "bm25.json").write_text(json.dumps(manifest), encoding="utf-8")
+    old = LexicalIndex.load(tmp_path)
+    assert not old.has_counts and old.config() == russian_index.config()
+    for q in ("технопарки", "нефть oil"):
+        np.testing.assert_array_equal(old.score_all(q), russian_index.score_all(q))
+    with pytest.raises(InvalidArgumentError, match="no term counts"):
+        old.updated(old.ids, old.ids, [])

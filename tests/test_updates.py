@@ -103,8 +103,12 @@ def test_cli_add_remove(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert (out["documents"], out["embedded"], out["added"]) == (2, 1, 1)
+    encoder = json.loads((tmp_path / "idx" / "manifest.json").read_text())["query_encoder"]
     res = runner.invoke(app, ["remove", "a.txt", "--index", idx, "--json"])
     assert json.loads(res.stdout)["documents"] == 1
+    # the ONNX query encoder is kept through updates, its checksums too
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["query_encoder"] == encoder
+    assert runner.invoke(app, ["info", "--index", idx, "--verify"]).exit_code == 0
     bad = runner.invoke(app, ["remove", "--index", idx])
     assert bad.exit_code == 1 and "document ids or --source" in bad.stderr
 
@@ -133,3 +137,117 @@ def test_a_single_path_is_one_source(tmp_path, fake_embedder):
     extra = tmp_path / "b.txt"
     extra.write_text("Wind turbines too.", encoding="utf-8")
     assert update_index(tmp_path / "idx", add=extra, embedder=fake_embedder).documents == 2
+
+
+# ----------------------------------------------------------- updates cost what changed, and equal a build
+
+_TOPICS = ["volcanoes erupt ash", "glaciers melt slowly", "rivers carry silt", "forests store carbon",
+           "deserts bloom after rain", "oceans absorb heat", "winds shape dunes", "cities grow outward"]
+
+
+def _long_doc(i: int, version: int = 0) -> Document:
+    """A document long enough for several passages (the fake embedder's window is 64 tokens)."""
+    sentences = [f"Sentence {j} of document {i} says that {_TOPICS[(i + j + version) % len(_TOPICS)]}."
+                 for j in range(8 + i % 5)]
+    return Document(f"doc{i}", " ".join(sentences), title=f"Report {i} on {_TOPICS[i % len(_TOPICS)]}",
+                    source=f"/src/{'x' if i % 2 else 'y'}/{i}.txt")
+
+
+QUERIES = ["volcanoes ash", "glaciers", "document 3 rivers", "carbon forests heat", "report 7", "dunes"]
+
+
+def _snapshot(root, embedder) -> dict:
+    """Everything an update must reproduce: documents, passages, BM25 scores, results."""
+    with Index.open(root, embedder=embedder) as idx:
+        docs = [(d.id, d.text, d.title, d.source) for d in idx.store.documents()]
+        passages = [(p.id, p.doc_id, p.start, p.end) for p in idx.store.iter_passages()]
+        lexical = {q: (idx.lexical.ids.tolist(), idx.lexical.score_all(q).tolist(),
+                       idx.doc_lexical.ids.tolist(), idx.doc_lexical.score_all(q).tolist()) for q in QUERIES}
+        results = {(q, mode): [(r.doc_id, r.start, r.end, round(r.score, 6)) for r in idx.search(q, k=8, mode=mode)]
+                   for q in QUERIES for mode in ("lexical", "dense", "hybrid")}
+        idx.verify()
+        m = idx.manifest
+        facts = (m["counts"], m["chunker"], {k: v for k, v in m["lexical"].items() if not k.endswith("dir")})
+    return {"docs": docs, "passages": passages, "lexical": lexical, "results": results, "facts": facts}
+
+
+def _rebuilt(tmp_path, root, embedder) -> dict:
+    """A fresh build of the documents ``root`` holds, in its order."""
+    with Index.open(root, embedder=embedder) as idx:
+        docs = idx.store.documents()
+    build_index(docs, tmp_path / "fresh", embedder=embedder)
+    return _snapshot(tmp_path / "fresh", embedder)
+
+
+def test_updated_index_equals_a_fresh_build(tmp_path, fake_embedder):
+    """The DETERMINISTIC FAKE embedder; chunking, SQLite, BM25 and FAISS are real."""
+    root = tmp_path / "idx"
+    build_index([_long_doc(i) for i in range(30)], root, embedder=fake_embedder)
+    update_index(root, add=[_long_doc(4, version=1), _long_doc(11, version=3), _long_doc(40), _long_doc(41)],
+                 remove=["doc0", "doc17"], remove_source="/src/y/2*", embedder=fake_embedder)
+    updated = _snapshot(root, fake_embedder)
+    # 30 + 2 new - doc0, doc17 - 2, 20, 22, 24, 26, 28 (the source glob); 4 and 11 replaced (now last)
+    assert len(updated["docs"]) == 24 and updated["passages"][-1][0] == len(updated["passages"]) - 1
+    assert updated == _rebuilt(tmp_path, root, fake_embedder)
+    update_index(root, remove=["doc40", "doc5"], embedder=fake_embedder)  # a remove after an update
+    assert _snapshot(root, fake_embedder) == _rebuilt(tmp_path / "again", root, fake_embedder)
+
+
+def test_update_cuts_and_analyses_only_new_documents(tmp_path, fake_embedder, monkeypatch):
+    from ragkit import analysis, chunking
+
+    root = tmp_path / "idx"
+    emb = CountingFake(fake_embedder)
+    counters = []
+    emb.token_counter = lambda: counters.append(1) or fake_embedder.token_counter()
+    build_index([_long_doc(i) for i in range(40)], root, embedder=emb)
+    cut, analysed = [], []
+    real_spans, real_terms = chunking.Chunker.spans, analysis.Analyzer.terms_batch
+    monkeypatch.setattr(chunking.Chunker, "spans", lambda self, text, *a: cut.append(text) or real_spans(self, text, *a))
+    monkeypatch.setattr(analysis.Analyzer, "terms_batch", lambda self, texts: analysed.append(list(texts)) or real_terms(self, texts))
+    counters.clear()
+    emb.embedded = 0
+    res = update_index(root, add=[_long_doc(3, version=2), _long_doc(50)], remove=["doc9"], embedder=emb)
+    assert (res.added, res.removed, res.documents) == (2, 2, 40)
+    assert sorted(cut) == sorted([_long_doc(3, version=2).text, _long_doc(50).text])  # 38 kept: not cut again
+    # passage- and document-level BM25 each analysed the two new documents' text, nothing else
+    assert [len(batch) for batch in analysed] == [emb.embedded, 2]
+    assert counters == [1]
+    # removing documents needs neither the tokenizer nor the model
+    counters.clear()
+    cut.clear()
+    analysed.clear()
+    emb.embedded = 0
+    update_index(root, remove=["doc1", "doc2"], embedder=emb)
+    assert (counters, cut, emb.embedded) == ([], [], 0)
+    assert [len(batch) for batch in analysed] == [0, 0]
+
+
+def test_index_written_before_counts_and_prefix_flags_updates_correctly(tmp_path, fake_embedder):
+    """Lexical folders of format 1 (no term counts) and stores without the title-prefix column:
+    the first update re-analyses and counts titles, and still equals a fresh build."""
+    import sqlite3
+
+    from ragkit.checksums import record
+    from ragkit.manifest import read_manifest, write_manifest
+
+    root = tmp_path / "idx"
+    build_index([_long_doc(i) for i in range(20)], root, embedder=fake_embedder)
+    manifest = read_manifest(root)
+    for key in ("dir", "documents_dir"):
+        folder = root / manifest["lexical"][key]
+        (folder / "bm25_tf.npy").unlink()
+        bm25 = json.loads((folder / "bm25.json").read_text(encoding="utf-8"))
+        bm25["format_version"] = 1
+        del bm25["files"]["bm25_tf.npy"]
+        (folder / "bm25.json").write_text(json.dumps(bm25), encoding="utf-8")
+    with sqlite3.connect(root / manifest["store"]["file"]) as conn:
+        conn.execute("ALTER TABLE documents DROP COLUMN title_prefix")
+    manifest["files"] = record(root, [manifest["vectors"]["file"], manifest["store"]["file"],
+                                      manifest["lexical"]["dir"], manifest["lexical"]["documents_dir"]])
+    write_manifest(root, manifest)
+    with Index.open(root, embedder=fake_embedder) as idx:
+        idx.verify()
+        assert not idx.lexical.has_counts
+    update_index(root, add=[_long_doc(25)], remove=["doc3"], embedder=fake_embedder)
+    assert _snapshot(root, fake_embedder) == _rebuilt(tmp_path, root, fake_embedder)
