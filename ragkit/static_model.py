@@ -202,6 +202,11 @@ def is_static_model(folder: str | os.PathLike[str]) -> bool:
     return _read_info(folder).get("name") == NAME
 
 
+# Tokens gathered before the whole embedding matrix is widened to float32 once (about the
+# tokens of 2,000 passages).
+_WIDEN_AFTER = 250_000
+
+
 class StaticEncoder:
     """A built model folder encoded with ``tokenizers`` and numpy: no torch, no sentence-transformers.
 
@@ -219,9 +224,12 @@ class StaticEncoder:
 
         root = Path(folder)
         try:
-            # float32 in memory (twice the file's size): gathering float16 rows and widening
-            # them costs more than the tokenizer.
-            self._weights = load_file(str(root / "model.safetensors"))["embedding.weight"].astype(np.float32)
+            # Kept as stored (float16); rows are widened to float32 as they are gathered, until a
+            # bulk job has gathered enough of them that widening the whole matrix once (0.3 s,
+            # twice the memory) is cheaper. Queries and small updates never pay for it.
+            self._weights = load_file(str(root / "model.safetensors"))["embedding.weight"]
+            self._wide: np.ndarray | None = None
+            self._gathered = 0
             self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
         except (OSError, KeyError, ValueError) as exc:
             raise ModelLoadError(f"cannot load the static model in {root}: {exc}") from exc
@@ -237,6 +245,15 @@ class StaticEncoder:
 
     def get_embedding_dimension(self) -> int:
         return int(self._weights.shape[1])
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """float32 rows of these token ids (widening float16 is exact)."""
+        if self._wide is None:
+            self._gathered += ids.shape[0]
+            if self._gathered <= _WIDEN_AFTER or self._weights.dtype == np.float32:
+                return self._weights[ids].astype(np.float32)
+            self._wide = self._weights.astype(np.float32)
+        return self._wide[ids]
 
     def encode(self, texts: str | Sequence[str], batch_size: int = 1024, **_: Any) -> np.ndarray:
         """Mean token vector of each text (float32, not normalised); zeros for a text with no token.
@@ -256,7 +273,7 @@ class StaticEncoder:
             if len(filled) == 0:
                 continue
             ids = np.fromiter(chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
-            rows = self._weights[ids]
+            rows = self._rows(ids)
             starts = np.concatenate(([0], np.cumsum(lengths[filled])[:-1]))
             out[lo + filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled, None]
         return out[0] if single else out
