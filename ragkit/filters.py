@@ -45,10 +45,15 @@ class Filters:
             clauses.append("d.date <= ?")
             params.append(self.until)
         if self.source is not None:
-            if self.source.startswith("/"):
-                clauses.append("d.source GLOB ?")
-                params.append(self.source)
-            else:
-                clauses.append("(d.source GLOB ? OR d.source GLOB ?)")
-                params.extend([self.source, "*/" + self.source])
+            clause, source_params = self.source_sql()
+            clauses.append(clause)
+            params.extend(source_params)
         return " AND ".join(clauses) or "1", params
+
+    def source_sql(self) -> tuple[str, list[str]]:
+        """The source part of :meth:`sql` alone (``1`` without a source filter)."""
+        if self.source is None:
+            return "1", []
+        if self.source.startswith("/"):
+            return "d.source GLOB ?", [self.source]
+        return "(d.source GLOB ? OR d.source GLOB ?)", [self.source, "*/" + self.source]

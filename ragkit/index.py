@@ -187,7 +187,7 @@ class Index:
         """Passage ids passing ``filters`` (None: no filter)."""
         if filters is None or not filters.active:
             return None
-        return np.asarray(self.store.allowed_passages(filters), dtype=np.int64)
+        return self.store.allowed_passages(filters)
 
     def rank_passages(
         self,
@@ -287,7 +287,7 @@ class Index:
             n = k if per_doc is None else k * 4
             while True:
                 ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
-                picked = _cap_per_doc(ranked, self.passage_documents(), per_doc, k)
+                picked = _cap_per_doc(ranked, self.store.passage_document_rows(), per_doc, k)
                 exhausted = len(ranked.ids) < n or n >= len(self)
                 if len(picked) >= k or exhausted:
                     break
@@ -316,14 +316,17 @@ class Index:
         return self._passage_docs
 
 
-def _cap_per_doc(ranked: Fused, passage_docs: dict[int, str], per_doc: int | None, k: int) -> list[int]:
-    """Positions in ``ranked`` of the first ``k`` passages, at most ``per_doc`` per document."""
+def _cap_per_doc(ranked: Fused, doc_of: np.ndarray, per_doc: int | None, k: int) -> list[int]:
+    """Positions in ``ranked`` of the first ``k`` passages, at most ``per_doc`` per document.
+
+    ``doc_of``: the document row of each passage id.
+    """
     if per_doc is None:
         return list(range(min(k, len(ranked.ids))))
-    counts: dict[str, int] = {}
+    counts: dict[int, int] = {}
     picked = []
-    for i, pid in enumerate(ranked.ids):
-        doc = passage_docs.get(int(pid), "")
+    for i, pid in enumerate(ranked.ids.tolist()):
+        doc = int(doc_of[pid]) if 0 <= pid < doc_of.shape[0] else -1
         if counts.get(doc, 0) < per_doc:
             counts[doc] = counts.get(doc, 0) + 1
             picked.append(i)

@@ -76,6 +76,8 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
+        self._doc_of: np.ndarray | None = None
 
     @classmethod
     def create(cls, path: str | Path) -> Store:
@@ -144,19 +146,48 @@ class Store:
         rows = self._conn.execute("SELECT p.id, d.doc_id FROM passages p JOIN documents d ON d.id = p.doc")
         return dict(rows)
 
-    def allowed_passages(self, filters: Filters) -> list[int]:
-        """Ids of the passages whose documents pass ``filters``."""
-        where, params = filters.sql()
-        rows = self._conn.execute(f"SELECT p.id FROM passages p JOIN documents d ON d.id = p.doc WHERE {where}", params)
-        return [r[0] for r in rows]
+    def allowed_passages(self, filters: Filters) -> np.ndarray:
+        """Ids of the passages whose documents pass ``filters`` (sorted).
+
+        Dates are compared in NumPy over columns read once (as SQLite compares text: by code
+        point, undated documents never pass); a source glob is matched by SQLite over the
+        distinct sources only. A million documents filter in milliseconds, not a JOIN's seconds.
+        """
+        rows, dates, source_codes, sources = self._document_columns()
+        keep = np.ones(rows.shape[0], dtype=bool)
+        if filters.since is not None:
+            keep &= (dates != "") & (dates >= filters.since)
+        if filters.until is not None:
+            keep &= (dates != "") & (dates <= filters.until)
+        if filters.source is not None:
+            where, params = filters.source_sql()
+            matched = {r[0] for r in self._conn.execute(f"SELECT DISTINCT d.source FROM documents d WHERE {where}", params)}
+            keep &= np.isin(source_codes, [i for i, name in enumerate(sources) if name in matched])
+        doc_of = self.passage_document_rows()
+        allowed_rows = np.zeros(int(rows.max(initial=0)) + 1, dtype=bool)
+        allowed_rows[rows[keep]] = True
+        return np.flatnonzero((doc_of >= 0) & allowed_rows[np.maximum(doc_of, 0)])
+
+    def _document_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Row ids, dates ('' when undated), source codes and the distinct sources; read once."""
+        if self._columns is None:
+            rows, dates, sources = [], [], []
+            for row, date, source in self._conn.execute("SELECT id, date, source FROM documents"):
+                rows.append(row)
+                dates.append(date or "")
+                sources.append(source)
+            names, codes = np.unique(np.asarray(sources, dtype=str), return_inverse=True) if sources else (np.zeros(0, str), np.zeros(0, np.int64))
+            self._columns = (np.asarray(rows, dtype=np.int64), np.asarray(dates, dtype=str), codes, names.tolist())
+        return self._columns
 
     def passage_document_rows(self) -> np.ndarray:
-        """Document row id of each passage, indexed by passage id (-1 for unused ids)."""
-        rows = self._conn.execute("SELECT id, doc FROM passages").fetchall()
-        out = np.full(max((r[0] for r in rows), default=-1) + 1, -1, dtype=np.int64)
-        for pid, doc in rows:
-            out[pid] = doc
-        return out
+        """Document row id of each passage, indexed by passage id (-1 for unused ids); read once."""
+        if self._doc_of is None:
+            pairs = np.array(self._conn.execute("SELECT id, doc FROM passages").fetchall(), dtype=np.int64).reshape(-1, 2)
+            out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
+            out[pairs[:, 0]] = pairs[:, 1]
+            self._doc_of = out
+        return self._doc_of
 
     def document_passages(self) -> dict[str, StoredDocument]:
         """Every document's row id, title-prefix flag and passages, by document id."""
