@@ -1,6 +1,6 @@
 """What an update costs beside a full rebuild (issue #7: updating 1 % costs <= 5 % of a rebuild).
 
-    .venv/bin/python benchmarks/update_bench.py [--runs 3] [--share 0.01] [--no-check]
+    .venv/bin/python benchmarks/update_bench.py [--runs 3] [--share 0.01] [--no-check] [--readme]
 
 On the 1,986 Russian news articles of news-ru/ng-articles.jsonl.gz with the default settings
 (navec-ru, about 8,900 passages) it times, median of --runs:
@@ -11,6 +11,7 @@ On the 1,986 Russian news articles of news-ru/ng-articles.jsonl.gz with the defa
   ``ragkit add FILE.jsonl``, then as many other documents dropped with ``ragkit remove ID...``,
   each on a fresh copy of a built index (its embedding cache included), whole process and
   ``ragkit.update_index`` in this process;
+- re-running ``ragkit index`` on the unchanged corpus (whole process: hashes the files, writes nothing);
 - what every process pays before it does any work: interpreter and imports, and loading the
   model, so the whole-process ratio can be read apart from that fixed cost.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import DATA, RESULTS, environment  # noqa: E402
+from _env import DATA, RESULTS, environment, update_readme_table  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CORPUS = "news-ru/ng-articles.jsonl.gz"
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.01, help="share of the documents rewritten (and removed)")
     ap.add_argument("--no-check", dest="check", action="store_false")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--readme", action="store_true", help="replace the README's update table")
     args = ap.parse_args()
     if not args.corpus.exists():
         raise SystemExit(f"corpus {args.corpus} is absent (set RAGKIT_DATA to the shared data folder)")
@@ -127,8 +129,9 @@ def main() -> None:
             return target
 
         # -- whole process: full rebuild, add, remove (interleaved, so load changes hit all alike)
-        whole: dict[str, list[float]] = {"full": [], "add": [], "remove": []}
+        whole: dict[str, list[float]] = {"full": [], "add": [], "remove": [], "unchanged": []}
         for _ in range(args.runs):
+            whole["unchanged"].append(run([ragkit, "index", str(args.corpus), "--index", str(template), "-q"]))
             fresh = work / "fresh"
             shutil.rmtree(fresh, ignore_errors=True)
             whole["full"].append(run([ragkit, "index", str(args.corpus), "--index", str(fresh), "--force", "-q"]))
@@ -179,6 +182,7 @@ def main() -> None:
         full = r["full"]["median_s"]
         r["add/full"] = round(r["add"]["median_s"] / full, 4)
         r["remove/full"] = round(r["remove"]["median_s"] / full, 4)
+    results["whole_process"]["unchanged/full"] = round(results["whole_process"]["unchanged"]["median_s"] / results["whole_process"]["full"]["median_s"], 4)
     payload = {
         "environment": environment(("ragkit", "numpy", "faiss-cpu", "tokenizers", "safetensors", "PyStemmer", "bm25s")),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -193,6 +197,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "update.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     print(table(payload))
+    if args.readme:
+        update_readme_table("update", table(payload))
 
 
 def table(payload: dict) -> str:
@@ -208,6 +214,9 @@ def table(payload: dict) -> str:
         f"| remove {u['removed_documents']} documents (`ragkit remove`) | {w['remove']['median_s']:.2f} s "
         f"| {i['remove']['median_s']:.2f} s | {w['remove/full']:.1%} / {i['remove/full']:.1%} |",
     ]
+    if "unchanged" in w:
+        rows.append(f"| `ragkit index` again, corpus unchanged | {w['unchanged']['median_s']:.2f} s | | "
+                    f"{w['unchanged/full']:.1%} |")
     f = r["fixed_cost"]
     rows.append(
         f"\n{c['documents']} documents, {c['passages']} passages, {c['model']}; median of "

@@ -232,6 +232,18 @@ class VectorIndex:
     def _search_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the allowed ids only."""
         present = self._present(np.unique(np.asarray(allowed, dtype=np.int64)))
+        if self.exact and present.size * 8 > len(self):  # a wide filter: score everything, mask the rest
+            keep = np.zeros(len(self), dtype=bool)
+            keep[self._rows_of(present)] = True
+            all_scores = self.matrix() @ q.T
+            all_scores[~keep] = -np.inf
+            scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+            rows = np.full((q.shape[0], k), -1, dtype=np.int64)
+            for j in range(q.shape[0]):
+                column = np.ascontiguousarray(all_scores[:, j])
+                best = top_k(column, min(k, present.size))
+                scores[j, : best.size], rows[j, : best.size] = column[best], best
+            return scores, _take(self.ids(), rows)
         if self.exact:
             vectors = self.matrix()[self._rows_of(present)]
         else:
