@@ -491,7 +491,7 @@ def _write(
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
-    vector_entry = _write_vectors(root / names["vectors"], ids, vectors, options, progress)
+    vector_entry = _write_vectors(root / names["vectors"], ids, vectors, options, progress, texts, embedder)
     for key in ("vectors", "store"):
         _fsync_file(root / names[key])
     recorded: dict[str, Any] = {}
@@ -524,9 +524,13 @@ def _write(
 
 
 def _write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
-                   progress: Progress) -> dict[str, Any]:
-    """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning)."""
-    from .ann import factory_for, training_sample, tune
+                   progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None) -> dict[str, Any]:
+    """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning).
+
+    An approximate type is tuned on snippets of the passages embedded as queries (see
+    :func:`ragkit.ann.tune`), or on the passage vectors themselves without texts or model.
+    """
+    from .ann import factory_for, query_snippets, training_sample, tune
 
     factory = factory_for(options.index_type, len(ids), vectors.shape[1])
     index = VectorIndex.create(vectors.shape[1], factory)
@@ -542,7 +546,11 @@ def _write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bu
         progress.advance(min(step, len(ids) - lo))
     if not index.exact:
         progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
-    tuning = tune(index, vectors, ids, options.recall)
+    query_vectors = None
+    if not index.exact and embedder is not None and len(texts):
+        snippets = query_snippets(list(texts))
+        query_vectors = embedder.embed_queries(snippets) if snippets else None
+    tuning = tune(index, vectors, ids, options.recall, query_vectors=query_vectors)
     index.params = tuning.params
     if staged:
         progress.start("Writing", None)

@@ -285,7 +285,8 @@ def _vectors_line(v: dict) -> str:
         return line + "; exact search, recall@10 1.0"
     params = ", ".join(f"{k} {val:g}" for k, val in (v.get("search") or {}).items())
     met = "" if t.get("reached") else f", target {t['target']:g} NOT reached"
-    return (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} sample queries, "
+    kind = "snippet" if t.get("query_kind") == "snippets" else "sample"
+    return (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} {kind} queries, "
             f"{t['held_out_recall@10']:.3f} on {t['queries']} held-out (target {t['target']:g}{met})")
 
 

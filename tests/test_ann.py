@@ -93,6 +93,16 @@ def test_every_type_reaches_its_recall_on_held_out_queries(built, data, kind):
     assert abs(tuning.held_out - tuning.recall) <= 0.03
 
 
+def test_tuning_on_query_vectors_holds_for_other_queries(data):
+    x, ids, queries, truth = data
+    index = VectorIndex.create(D, "HNSW16")
+    index.add(ids, x)
+    tuning = tune(index, x, ids, TARGET, query_vectors=clustered(400, seed=5))
+    assert tuning.query_kind == "snippets" and tuning.queries == 200 and tuning.reached
+    _, found = index.search(queries, 10, params=tuning.params)
+    assert recall_at(found, truth, 10) >= TARGET - 0.03
+
+
 def test_tuning_picks_cheaper_parameters_for_a_lower_target(data):
     x, ids, _, _ = data
     index = VectorIndex.create(D, "IVF64,Flat")
@@ -157,6 +167,7 @@ def test_build_index_tunes_records_and_searches_with_the_tuned_parameters(tmp_pa
     v = manifest["vectors"]
     assert v["index_type"] == "hnsw" and v["factory"] == "HNSW32"
     assert set(v["search"]) == {"efSearch"} and v["tuning"]["target"] == 0.9 and v["tuning"]["reached"]
+    assert v["tuning"]["query_kind"] == "snippets"  # passage snippets embedded as queries
     with Index.open(root, embedder=fake_embedder) as idx:
         assert idx.vectors.params == v["search"]
         hits = idx.search("subject3 item3", k=5, mode="dense", per_doc=None)
