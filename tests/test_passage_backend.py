@@ -90,7 +90,7 @@ def test_int8_export_records_precision_and_its_check(int8):
 
 def test_int8_passages_agree_with_torch(int8, torch_embedder):
     # Threshold: on 300 SciFact passages per-channel int8 keeps cosine >= 0.9897 (median 0.9945)
-    # at nDCG@10 within 0.1 % of torch; per-tensor int8, which is visibly worse, has a median
+    # at nDCG@10 within 0.6 % of torch; per-tensor int8, which is visibly worse, has a median
     # of 0.936. 0.97 / 0.99 leave room for these shorter, repetitive texts.
     texts = _passages(60)
     fast, exact = int8.embed_passages(texts), torch_embedder.embed_passages(texts)
