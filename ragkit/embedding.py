@@ -6,14 +6,15 @@ sentence-transformers (and torch) are imported only when a model is actually loa
 
 Passages (indexing) may take another backend than queries: ``onnx-int8``, the model's ONNX
 export with int8 weights run by onnxruntime in one single-thread session per core, embeds
-2.2-3.1x more passages a second than torch (in-process, two busy cores); nDCG@10 of the index stays within 0.6 %
-(SciFact dense 0.6635 vs 0.6596, hybrid 0.7316 vs 0.7290; XQuAD-en dense 0.9453 vs 0.9456,
-hybrid 0.9822 vs 0.9821). It is the default for all-MiniLM-L6-v2, where that was measured; ``backend="torch"`` (or
-``RAGKIT_PASSAGE_BACKEND=torch``) forces sentence-transformers. Queries are always embedded
-in float32. int8 vectors depend slightly on their batch-mates (activations are quantised
-with one scale per batch; cosine ~0.99 between batchings): the embedding cache keeps a
-passage's vector stable across updates. The backend is recorded in the index manifest (``model.passage_backend``) and is
-part of the embedding-cache key, so vectors of two backends never mix in one index.
+2.2-3.1x more passages a second than torch (in-process, two busy cores); nDCG@10 of the index
+stays within 0.6 % (SciFact dense 0.6635 vs 0.6596, hybrid 0.7316 vs 0.7290; XQuAD-en dense
+0.9453 vs 0.9456, hybrid 0.9822 vs 0.9821). It is the default for all-MiniLM-L6-v2, where that
+was measured; ``backend="torch"`` (or ``RAGKIT_PASSAGE_BACKEND=torch``) forces sentence-
+transformers. Queries are always embedded in float32. int8 vectors depend slightly on their
+batch-mates (activations are quantised with one scale per batch; cosine ~0.99 between
+batchings): the embedding cache keeps a passage's vector stable across updates. The backend is
+recorded in the index manifest (``model.passage_backend``) and is part of the embedding-cache
+key, so vectors of two backends never mix in one index.
 """
 
 from __future__ import annotations
