@@ -395,7 +395,8 @@ def _chunk(  # noqa: ANN202
 
 def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
-    cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt)
+    cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
+                           getattr(embedder, "passage_cache_tag", ""))
     try:
         keys = cache.keys(texts)
         found = cache.get(keys)

@@ -1,7 +1,8 @@
 """A content-addressed cache of passage vectors: re-indexing unchanged passages embeds nothing.
 
-Keys are SHA-256 digests of (model name, dimension, passage prompt, passage text); values the
-float32 unit vectors. The cache lives beside the index data (``embeddings.sqlite``); it is a
+Keys are SHA-256 digests of (model name, dimension, passage prompt[, backend tag], passage
+text); values the float32 unit vectors. The backend tag keeps vectors of an approximate
+backend (int8) apart from float32 ones; float32 keys carry none, as before it existed. The cache lives beside the index data (``embeddings.sqlite``); it is a
 cache, not part of an index generation: deleting it only costs re-embedding.
 """
 
@@ -18,10 +19,10 @@ CACHE_NAME = "embeddings.sqlite"
 
 
 class EmbeddingCache:
-    def __init__(self, path: str | Path, model: str, dimension: int, prompt: str) -> None:
+    def __init__(self, path: str | Path, model: str, dimension: int, prompt: str, backend: str = "") -> None:
         self.path = Path(path)
         self.dimension = int(dimension)
-        self._salt = f"{model}\0{dimension}\0{prompt}\0".encode()
+        self._salt = f"{model}\0{dimension}\0{prompt}\0{backend + chr(0) if backend else ''}".encode()
         self._conn = sqlite3.connect(self.path)
         try:
             self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
