@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import DATA, RESULTS, ROOT, environment  # noqa: E402
+from _env import DATA, RESULTS, ROOT, environment, update_readme_table  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "indexing"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=300, help="SciFact documents to index (300: ~600 passages)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS / "indexing.json")
+    ap.add_argument("--readme", action="store_true", help="replace the README's indexing table")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ragkit-indexing-"))
@@ -184,6 +185,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(result))
+    if args.readme:
+        update_readme_table("indexing", table(result))
 
 
 def _torch_threads() -> int | None:
