@@ -82,6 +82,7 @@ class _Kept:
     chunker: dict[str, Any]  # the current chunker settings (an update keeps them)
     query_encoder: dict[str, str] | None  # the current ONNX query encoder, reused as it is
     encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
+    vectors: VectorIndex | None = None  # the current exact vectors (None: take them from the cache)
 
 
 class _RecordedModel:
@@ -291,7 +292,8 @@ def update_index(
             encoder_files = {k: v for k, v in (manifest.get("files") or {}).items()
                              if encoder is not None and k.startswith(encoder["dir"] + "/")}
             kept = _Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
-                         manifest.get("chunker") or {}, encoder, encoder_files)
+                         manifest.get("chunker") or {}, encoder, encoder_files,
+                         current.vectors if current.vectors.exact else None)
             model = _RecordedModel(lambda: current.embedder, manifest["model"])
         options = _options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
@@ -434,24 +436,29 @@ def _lexical(
     doc_ids = np.asarray(doc_rows, dtype=np.int64)
     if kept is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
         return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])
-    reuse_passages: list[int] = []
+    reuse_passages = _reused_passages(docs, spans, kept)
+    new_passages = [t for t, old in zip(texts, reuse_passages.tolist()) if old < 0]
     reuse_docs: list[int] = []
-    new_passages: list[str] = []
     new_docs: list[str] = []
-    first = 0
+    for doc in docs:
+        stored = kept.documents.get(doc.id)
+        reuse_docs.append(stored.row if stored is not None else -1)
+        if stored is None:
+            new_docs.append(_document_text(doc))
+    return (kept.lexical.updated(ids, reuse_passages, new_passages),
+            kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
+
+
+def _reused_passages(docs: list[Document], spans: list[list[tuple[int, int]]], kept: _Kept) -> np.ndarray:
+    """For each passage of the new generation, its id in the current one (-1: a new passage)."""
+    out: list[int] = []
     for doc, doc_spans in zip(docs, spans):
         stored = kept.documents.get(doc.id)
         if stored is not None:
-            reuse_docs.append(stored.row)
-            reuse_passages.extend(pid for pid, _, _ in stored.passages)
+            out.extend(pid for pid, _, _ in stored.passages)
         else:
-            reuse_docs.append(-1)
-            new_docs.append(_document_text(doc))
-            reuse_passages.extend([-1] * len(doc_spans))
-            new_passages.extend(texts[first : first + len(doc_spans)])
-        first += len(doc_spans)
-    return (kept.lexical.updated(ids, np.asarray(reuse_passages, dtype=np.int64), new_passages),
-            kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
+            out.extend([-1] * len(doc_spans))
+    return np.asarray(out, dtype=np.int64)
 
 
 def _document_text(doc: Document) -> str:
@@ -468,7 +475,14 @@ def _write(
     ``kept``: an update's documents unchanged since the current generation, and what to reuse.
     """
     spans, texts, prefixed, chunker_settings = _chunk(docs, embedder, options, progress, kept)
-    vectors, embedded = _embed(root, texts, embedder, progress)
+    if kept is not None and kept.vectors is not None:  # an update: kept passages keep their exact vectors
+        reused = _reused_passages(docs, spans, kept)
+        fresh = np.flatnonzero(reused < 0)
+        vectors = np.empty((len(texts), kept.vectors.dimension), dtype=np.float32)
+        vectors[reused >= 0] = kept.vectors.reconstruct(reused[reused >= 0])
+        vectors[fresh], embedded = _embed(root, [texts[i] for i in fresh], embedder, progress)
+    else:
+        vectors, embedded = _embed(root, texts, embedder, progress)
 
     progress.start("Writing", None)
     generation = _next_generation(root)
