@@ -92,7 +92,7 @@ def index(
     index_type: Annotated[str, typer.Option(
         "--index-type", "--factory",
         help="auto, flat, hnsw, hnsw-sq8, ivf-sq8, ivfpq, or a FAISS factory string (auto: exact up to 100k "
-             "passages, then HNSW, then 8-bit inverted lists, within half the RAM).")] = "auto",
+             "passages, then 8-bit inverted lists).")] = "auto",
     recall: Annotated[float, typer.Option(help="recall@10 target an approximate index type is tuned to.")] = 0.95,
     max_tokens: Annotated[Optional[int], typer.Option(help="Passage size in model tokens [default: the model's window].")] = None,
     overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,

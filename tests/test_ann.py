@@ -150,8 +150,8 @@ def test_saved_index_keeps_ids_and_reconstructs(built, tmp_path, kind):
 
 def test_auto_picks_by_size_and_memory():
     assert factory_for("auto", 50_000, 384) == "Flat"
-    assert factory_for("auto", 1_000_000, 384, budget=8 * 10**9) == "HNSW32"
-    assert factory_for("auto", 1_000_000, 384, budget=10**9).endswith(",SQ8")  # raw vectors do not fit
+    assert factory_for("auto", 1_000_000, 384, budget=8 * 10**9) == "IVF2048,SQ8"
+    assert factory_for("auto", 50_000, 384, budget=3 * 10**7) == "IVF512,SQ8"  # raw vectors do not fit
     assert "PQ" in factory_for("auto", 10_000_000, 384, budget=10**9)  # not even 8-bit codes fit
     assert factory_for("auto", 10_000_000, 384, budget=20 * 10**9).startswith("IVF8192_HNSW32")
     assert factory_for("IVF16,Flat", 1000, 384) == "IVF16,Flat"  # factory strings pass through
