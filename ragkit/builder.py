@@ -494,10 +494,8 @@ def _write(
     }
     store = Store.create(root / names["store"])
     rows: list[tuple[int, int, int, int]] = []
-    doc_rows: list[int] = []
-    for doc, doc_spans, has_prefix in zip(docs, spans, prefixed):
-        rowid = store.add_document(doc, title_prefix=has_prefix)
-        doc_rows.append(rowid)
+    doc_rows = store.add_documents(docs, prefixed)
+    for rowid, doc_spans in zip(doc_rows, spans):
         rows.extend((len(rows), rowid, s, e) for s, e in doc_spans)
     store.add_passages(rows)
     store.commit()

@@ -118,6 +118,16 @@ class Store:
         )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def add_documents(self, docs: Sequence[Document], title_prefix: Sequence[bool]) -> list[int]:
+        """Insert documents in one statement; returns their row ids (1, 2, ... in order)."""
+        first = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM documents").fetchone()[0]) + 1
+        rows = list(range(first, first + len(docs)))
+        self._conn.executemany(
+            "INSERT INTO documents (id, doc_id, title, date, source, url, text, title_prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((row, d.id, d.title, d.date, d.source, d.url, d.text, int(p)) for row, d, p in zip(rows, docs, title_prefix)),
+        )
+        return rows
+
     def add_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
         """Insert (passage id, document row id, start, end) rows."""
         self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
