@@ -401,7 +401,7 @@ def worker(spec: dict) -> dict:
         index.save(file)
         finish_build(t0, file)
         main = index.tunable[0]
-        grid = EF if main == "efSearch" else [v for v in NPROBE if v <= _nlist(index)]
+        grid = EF if main == "efSearch" else [v for v in NPROBE if v <= index.nlist]
         extra = {"k_factor": 4} if "k_factor" in index.tunable else {}
         for v in grid:
             params = {main: v, **extra}
@@ -457,12 +457,6 @@ def worker(spec: dict) -> dict:
     out["peak_rss_mb"] = peak_rss_mb()
     file.unlink()
     return out
-
-
-def _nlist(index) -> int:  # noqa: ANN001
-    from ragkit.vectors import _ivf
-
-    return int(_ivf(index._inner).nlist)
 
 
 def bandwidth(threads: int) -> dict:
@@ -673,7 +667,7 @@ def table(payload: dict) -> str:
         rows.append(f"| {name} | {'yes' if v['pass'] else 'no'} |")
     env = payload.get("environment", {})
     rows.append(f"\nd = {D}, k = {K}, {payload.get('threads', 2)} threads, {env.get('cpu', '')}; memory bandwidth "
-                f"{payload.get('bandwidth', {}).get('GB_per_s')} GB/s measured in the run. "
+                f"{payload.get('bandwidth', {}).get('GB_per_s')} GB/s in the last measuring run (each size's own in the JSON). "
                 "`benchmarks/ann_bench.py`, benchmarks/results/ann.json.")
     return "\n".join(rows)
 

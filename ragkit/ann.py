@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .vectors import VectorIndex, _ivf, exact_search
+from .vectors import VectorIndex, exact_search
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
 DEFAULT_RECALL = 0.95
@@ -34,7 +34,7 @@ HNSW_M = 32
 _GRID = {
     "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024),
     "nprobe": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096),
-    "k_factor": (1, 1.5, 2, 3, 4, 6, 8, 12, 16),
+    "k_factor": (2, 4, 8, 16),  # one series of the main knob per value
 }
 
 
@@ -105,7 +105,7 @@ def _pq_subspaces(dimension: int) -> int:
 
 
 def training_sample(vectors: np.ndarray, factory: str, seed: int = 0) -> np.ndarray:
-    """The vectors to train quantisers on: 64 per inverted list (and 10k for codebooks) at most."""
+    """The vectors to train quantisers on: 64 per inverted list, and at least 16,384 (codebooks)."""
     need = 16_384
     for part in factory.replace("_", ",").split(","):
         if part.upper().startswith("IVF") and part[3:].isdigit():
@@ -244,17 +244,10 @@ def _series(index: VectorIndex) -> list[list[dict[str, float]]]:
     """Parameter settings in ascending cost: one series per k_factor (a refine stage), else one."""
     names = index.tunable
     main = names[0]
-    limit = _limit(index, main)
+    limit = (index.nlist or 1) if main == "nprobe" else max(_GRID[main])
     values = [v for v in _GRID[main] if v <= limit] or [_GRID[main][0]]
-    factors: list[float | None] = [2, 4, 8, 16] if "k_factor" in names else [None]
+    factors: tuple[float | None, ...] = _GRID["k_factor"] if "k_factor" in names else (None,)
     return [[{main: v} if f is None else {main: v, "k_factor": f} for v in values] for f in factors]
-
-
-def _limit(index: VectorIndex, name: str) -> float:
-    if name == "nprobe":
-        ivf = _ivf(index._inner)
-        return int(ivf.nlist) if ivf is not None else 1
-    return max(_GRID[name])
 
 
 def _without(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:

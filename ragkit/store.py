@@ -110,14 +110,6 @@ class Store:
         self._conn.close()
 
     # -- writing -------------------------------------------------------------------------
-    def add_document(self, doc: Document, title_prefix: bool = False) -> int:
-        """Insert a document; ``title_prefix``: its title was embedded with its passages."""
-        cur = self._conn.execute(
-            "INSERT INTO documents (doc_id, title, date, source, url, text, title_prefix) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc.id, doc.title, doc.date, doc.source, doc.url, doc.text, int(title_prefix)),
-        )
-        return int(cur.lastrowid)  # type: ignore[arg-type]
-
     def add_documents(self, docs: Sequence[Document], title_prefix: Sequence[bool]) -> list[int]:
         """Insert documents in one statement; returns their row ids (1, 2, ... in order)."""
         first = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM documents").fetchone()[0]) + 1

@@ -18,9 +18,10 @@ def store(tmp_path):
     rows = []
     dates = [None, "2024-01-01", "2024-06-30", "2025-01-01", "2025-12-31", "2024-06-30T10:00"]
     sources = ["/data/news/a.jsonl", "/data/news/2024/b.txt", "/other/c.md", "rel/news/d.txt", "/data/Ещё/е.txt"]
+    docs = [Document(f"d{i}", f"text {i}", date=date, source=source)
+            for i, (date, source) in enumerate(itertools.islice(itertools.product(dates, sources), 30))]
     pid = 0
-    for i, (date, source) in enumerate(itertools.islice(itertools.product(dates, sources), 30)):
-        row = s.add_document(Document(f"d{i}", f"text {i}", date=date, source=source))
+    for i, row in enumerate(s.add_documents(docs, [False] * len(docs))):
         for _ in range(1 + i % 3):
             rows.append((pid, row, 0, 4))
             pid += 1
