@@ -424,19 +424,19 @@ def _embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress)
 
 
 def _lexical(
-    docs: list[Document], spans: list[list[tuple[int, int]]], texts: list[str], doc_rows: list[int],
-    kept: _Kept | None,
+    docs: list[Document], texts: list[str], doc_rows: list[int], kept: _Kept | None, reused: np.ndarray | None,
 ) -> tuple[LexicalIndex, LexicalIndex]:
     """BM25 over passages (ids: passage ids) and over whole documents (ids: document row ids).
 
-    With ``kept`` (an update), kept documents take their term counts over from the current
-    indexes and only the text of the others is analysed; the scores equal a fresh build's.
+    With ``kept`` (an update) and ``reused`` (each passage's id in the current generation, -1
+    for new ones), kept documents take their term counts over from the current indexes and only
+    the text of the others is analysed; the scores equal a fresh build's.
     """
     ids = np.arange(len(texts), dtype=np.int64)
     doc_ids = np.asarray(doc_rows, dtype=np.int64)
-    if kept is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
+    if kept is None or reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
         return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])
-    reuse_passages = _reused_passages(docs, spans, kept)
+    reuse_passages = reused
     new_passages = [t for t, old in zip(texts, reuse_passages.tolist()) if old < 0]
     reuse_docs: list[int] = []
     new_docs: list[str] = []
@@ -475,8 +475,8 @@ def _write(
     ``kept``: an update's documents unchanged since the current generation, and what to reuse.
     """
     spans, texts, prefixed, chunker_settings = _chunk(docs, embedder, options, progress, kept)
-    if kept is not None and kept.vectors is not None:  # an update: kept passages keep their exact vectors
-        reused = _reused_passages(docs, spans, kept)
+    reused = _reused_passages(docs, spans, kept) if kept is not None else None
+    if kept is not None and kept.vectors is not None and reused is not None:  # kept passages keep their exact vectors
         fresh = np.flatnonzero(reused < 0)
         vectors = np.empty((len(texts), kept.vectors.dimension), dtype=np.float32)
         vectors[reused >= 0] = kept.vectors.reconstruct(reused[reused >= 0])
@@ -500,7 +500,7 @@ def _write(
     store.add_passages(rows)
     store.commit()
     store.close()
-    lexical, doc_lexical = _lexical(docs, spans, texts, doc_rows, kept)
+    lexical, doc_lexical = _lexical(docs, texts, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
