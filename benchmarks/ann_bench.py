@@ -28,8 +28,8 @@ vectors from the .npy in chunks (exact methods hold them in memory, as they must
 peak RSS (ru_maxrss, taken before tuning) is the index plus one chunk. Per search setting:
 recall@10 against exact search, queries/s at batch 1 and batch 64, p50/p99 latency at batch 1.
 Methods: FAISS ``IndexFlatIP`` (FAISS defaults), NumPy brute force (``x @ q`` + ``argpartition``),
-ragkit's exact path (``VectorIndex`` Flat), ragkit's approximate types (``ragkit.ann.factory_for``,
-tuned with ``ragkit.ann.tune`` to recall 0.95 and then measured on the benchmark queries, which
+ragkit's exact path (``VectorIndex`` Flat), ragkit's approximate types (``ragkit.vectors.ann.factory_for``,
+tuned with ``ragkit.vectors.ann.tune`` to recall 0.95 and then measured on the benchmark queries, which
 took no part in tuning), usearch and hnswlib HNSW (M = 32, efConstruction = 40 as FAISS's
 HNSW32; ef swept). The 10M ground truth is an exact search streamed over the file for
 ``--queries-10m`` queries. Memory bandwidth is measured in the same run: two threads each
@@ -253,7 +253,7 @@ def log(msg: str) -> None:
 
 # -- measurements (worker side) --------------------------------------------------------------
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    from ragkit.ann import recall_at
+    from ragkit.vectors.ann import recall_at
 
     return float(recall_at(np.asarray(found, dtype=np.int64), truth[: found.shape[0]], K))
 
@@ -360,7 +360,7 @@ def worker(spec: dict) -> dict:
                 top = np.take_along_axis(s, part, 0)
                 return np.take_along_axis(part, np.argsort(-top, axis=0), 0).T
         else:
-            from ragkit.vectors import VectorIndex
+            from ragkit.vectors.faiss_index import VectorIndex
 
             index = VectorIndex.create(D, "Flat")
             index.add(np.arange(n), x)
@@ -376,8 +376,8 @@ def worker(spec: dict) -> dict:
         return out
 
     if method.startswith("ragkit:"):
-        from ragkit.ann import factory_for, training_sample, tune
-        from ragkit.vectors import VectorIndex
+        from ragkit.vectors.ann import factory_for, training_sample, tune
+        from ragkit.vectors.faiss_index import VectorIndex
 
         kind = method.split(":", 1)[1]
         factory = factory_for(kind, n, D)
@@ -498,7 +498,7 @@ def validate_generator(threads: int) -> dict:
     cases = {}
 
     def case(x, qv, loo):
-        # loo: queries are 1000 collection vectors, their own id dropped (as ragkit.ann.tune does)
+        # loo: queries are 1000 collection vectors, their own id dropped (as ragkit.vectors.ann.tune does)
         if loo:
             rows = np.sort(rng.choice(x.shape[0], 1000, replace=False))
             qv = x[rows]
@@ -637,7 +637,7 @@ def targets(payload: dict) -> dict:
                            "benchmark_queries_recall": tuned["recall@10"], "tune_s": e["tuning"]["seconds"],
                            "pass": tuned["recall@10"] >= TARGET - 0.01})
     out["5_tuned_params_reach_0.95_on_held_out_queries"] = {
-        "rule": "ragkit.ann.tune(target 0.95), then recall@10 with those parameters on the benchmark queries "
+        "rule": "ragkit.vectors.ann.tune(target 0.95), then recall@10 with those parameters on the benchmark queries "
                 "(real queries at realistic 10k, fresh generated queries otherwise) >= 0.94",
         "cases": t5, "pass": bool(t5) and all(c["pass"] for c in t5)}
     return out
@@ -704,7 +704,7 @@ def plots(payload: dict) -> None:
             ax.set_title(f"{data} n={block['n']:,} d={D}, {title}, {payload.get('threads', 2)} threads")
             ax.grid(True, which="both", lw=0.3)
         axes[0].legend(fontsize=6, loc="lower left")
-        fig.text(0.01, 0.01, "* = ragkit.ann.tune's choice (target 0.95)", fontsize=7)
+        fig.text(0.01, 0.01, "* = ragkit.vectors.ann.tune's choice (target 0.95)", fontsize=7)
         fig.tight_layout()
         fig.savefig(RESULTS / f"ann_{data}_{size}.png", dpi=110)
         plt.close(fig)

@@ -382,7 +382,7 @@ def hostile_run(args: argparse.Namespace) -> dict:
             data = json.loads(res["stdout"])
             out[name] = {"seconds": round(res["seconds"], 2), "peak_rss_mib": res["peak_rss_mib"],
                          "documents": data["documents"], "skipped": data["skipped"]}
-        child = ("import resource, sys\nfrom ragkit.loaders import load_documents\n"
+        child = ("import resource, sys\nfrom ragkit.ingest.loaders import load_documents\n"
                  "d, r = load_documents([sys.argv[1]])\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         loader = {}
         for name in ("small", "big"):

@@ -60,7 +60,7 @@ print(json.dumps({"setup_s": t1 - t0, "encode_s": time.perf_counter() - t1}))
 RAGKIT_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-from ragkit.embedding import Embedder
+from ragkit.encoders.embedder import Embedder
 emb = Embedder(backend=sys.argv[2])
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
 emb.embed_passages(texts[:8])
@@ -86,8 +86,8 @@ def corpus(docs: int) -> Path:
 
 def passages(path: Path) -> list[str]:
     """The passage texts ragkit embeds for ``path`` (its chunker, the model's window)."""
-    from ragkit.builder import BuildOptions, _chunk, _collect
-    from ragkit.embedding import Embedder
+    from ragkit.build.pipeline import BuildOptions, _chunk, _collect
+    from ragkit.encoders.embedder import Embedder
     from ragkit.progress import NoProgress
 
     docs, _, _ = _collect([path], NoProgress())
@@ -129,7 +129,7 @@ def main() -> None:
         print(f"{n} passages from {src.name}; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
         t = time.perf_counter()  # one-off: export + quantise the int8 encoder into the private cache
-        subprocess.run([sys.executable, "-c", "from ragkit.embedding import Embedder; Embedder().passage_encoder()"],
+        subprocess.run([sys.executable, "-c", "from ragkit.encoders.embedder import Embedder; Embedder().passage_encoder()"],
                        env=env, check=True, capture_output=True)
         export_s = time.perf_counter() - t
 

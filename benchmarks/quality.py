@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import DATA, RESULTS, ROOT, environment, update_readme_table  # noqa: E402
 
 import ragkit  # noqa: E402
-from ragkit.fusion import FusionConfig  # noqa: E402
+from ragkit.search.fusion import FusionConfig  # noqa: E402
 
 SETS = ("xquad/ru", "xquad/en", "scifact", "news-ru/ng-title2doc")
 TARGETS = {"xquad/ru": 0.965, "xquad/en": 0.985, "scifact": 0.72, "news-ru/ng-title2doc": 0.80}

@@ -102,7 +102,7 @@ def main() -> None:
 
     index_path, build_s = build(args.passages)
     import ragkit
-    from ragkit.filters import Filters
+    from ragkit.store.filters import Filters
 
     queries_file = DATA / "news-ru" / "ng-title2doc" / "queries.jsonl"
     queries = [json.loads(line)["text"] for line in queries_file.read_text(encoding="utf-8").splitlines()][: args.queries]
@@ -122,7 +122,7 @@ def main() -> None:
     vectors = idx.embed_queries(queries)
     faiss_index = idx.vectors._index
     params = idx.vectors._parameters(idx.vectors.params, 10 * 4, None)  # search asks k * 4 for the per-doc cap
-    from ragkit.vectors import _threads_for
+    from ragkit.vectors.faiss_index import _threads_for
 
     with _threads_for(1):  # as ragkit runs a single query: one FAISS thread
         results["FAISS call"] = percentiles(timed(lambda v: faiss_index.search(v[None, :], 40, params=params), vectors))

@@ -53,7 +53,7 @@ def load() -> tuple[float, float, float]:
 
 def build_cost(cache: Path) -> dict:
     """Build navec-ru cold into ``cache`` and load it: seconds, folder size."""
-    from ragkit.static_model import StaticEncoder, ensure_static_model
+    from ragkit.encoders.static import StaticEncoder, ensure_static_model
 
     os.environ["RAGKIT_CACHE"] = str(cache)
     t = time.perf_counter()
@@ -105,7 +105,7 @@ def quality(model: str, sets: list[str], workdir: Path) -> dict:
 
 def passages_for(embedder, articles: list[dict]) -> list[str]:
     """The texts ragkit embeds for these articles: title line + passage, the model's window."""
-    from ragkit.chunking import Chunker
+    from ragkit.ingest.chunking import Chunker
 
     counter = embedder.token_counter()
     budget = embedder.max_tokens - counter.special_tokens
@@ -120,7 +120,7 @@ def passages_for(embedder, articles: list[dict]) -> list[str]:
 
 
 def speed(model: str, articles: list[dict], limit: int) -> dict:
-    from ragkit.embedding import Embedder
+    from ragkit.encoders.embedder import Embedder
 
     emb = Embedder(model)
     texts = passages_for(emb, articles)[:limit]
@@ -165,7 +165,7 @@ def speed(model: str, articles: list[dict], limit: int) -> dict:
 def ablation(workdir: Path, sets: list[str]) -> dict:
     """Dense nDCG@10 of recipe variants (each built into ``workdir``, loaded by path)."""
     import ragkit
-    from ragkit.static_model import build_static_model
+    from ragkit.encoders.static import build_static_model
 
     out = {}
     for label, kwargs in ABLATION.items():

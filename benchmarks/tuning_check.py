@@ -26,8 +26,8 @@ from _env import RESULTS, ROOT, environment  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ragkit  # noqa: E402
-from ragkit.ann import factory_for, query_snippets, recall_at, training_sample, tune  # noqa: E402
-from ragkit.vectors import VectorIndex, exact_search  # noqa: E402
+from ragkit.vectors.ann import factory_for, query_snippets, recall_at, training_sample, tune  # noqa: E402
+from ragkit.vectors.faiss_index import VectorIndex, exact_search  # noqa: E402
 
 
 def main() -> None:

@@ -140,9 +140,9 @@ def main() -> None:
             whole["remove"].append(run([ragkit, "remove", *removed, "--index", str(target), "-q"]))
         loads.append(load())
         # -- fixed start-up cost of a process: interpreter + imports, and the model load
-        startup = [run([sys.executable, "-c", "import ragkit.cli, ragkit.builder, ragkit.index, faiss, tokenizers"])
+        startup = [run([sys.executable, "-c", "import ragkit.cli.app, ragkit.build.pipeline, ragkit.search.index, faiss, tokenizers"])
                    for _ in range(args.runs)]
-        model_load = [run([sys.executable, "-c", f"from ragkit.embedding import Embedder; "
+        model_load = [run([sys.executable, "-c", f"from ragkit.encoders.embedder import Embedder; "
                                                   f"Embedder({manifest['model']['name']!r}).model"])
                       for _ in range(args.runs)]
         python = [run([sys.executable, "-c", "pass"]) for _ in range(args.runs)]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .documents import Document, Passage, SearchResult
-from .errors import (
+from ragkit._version import __version__
+from ragkit.documents import Document, Passage, SearchResult
+from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,
     IndexNotFoundError,
@@ -26,14 +26,14 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .beir import load_beir
-    from .builder import BuildOptions, BuildResult, build_index, update_index
-    from .embedding import Embedder
-    from .evaluation import EvalResult, evaluate
-    from .filters import Filters
-    from .fusion import FusionConfig
-    from .index import Index
-    from .loaders import LoadReport, load_documents
+    from ragkit.eval.beir import load_beir
+    from ragkit.build.pipeline import BuildOptions, BuildResult, build_index, update_index
+    from ragkit.encoders.embedder import Embedder
+    from ragkit.eval.metrics import EvalResult, evaluate
+    from ragkit.store.filters import Filters
+    from ragkit.search.fusion import FusionConfig
+    from ragkit.search.index import Index
+    from ragkit.ingest.loaders import LoadReport, load_documents
 
 __all__ = [
     "BuildOptions",
@@ -63,19 +63,19 @@ __all__ = [
 ]
 
 _LAZY = {
-    "BuildOptions": "builder",
-    "BuildResult": "builder",
-    "build_index": "builder",
-    "update_index": "builder",
-    "Embedder": "embedding",
-    "EvalResult": "evaluation",
-    "evaluate": "evaluation",
-    "Index": "index",
-    "Filters": "filters",
-    "FusionConfig": "fusion",
-    "LoadReport": "loaders",
-    "load_documents": "loaders",
-    "load_beir": "beir",
+    "BuildOptions": "build.pipeline",
+    "BuildResult": "build.pipeline",
+    "build_index": "build.pipeline",
+    "update_index": "build.pipeline",
+    "Embedder": "encoders.embedder",
+    "EvalResult": "eval.metrics",
+    "evaluate": "eval.metrics",
+    "Index": "search.index",
+    "Filters": "store.filters",
+    "FusionConfig": "search.fusion",
+    "LoadReport": "ingest.loaders",
+    "load_documents": "ingest.loaders",
+    "load_beir": "eval.beir",
 }
 
 
@@ -85,7 +85,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f"ragkit.{module}"), name)
     globals()[name] = value
     return value
 

@@ -1,3 +1,3 @@
-from .cli import main
+from ragkit.cli.app import main
 
 main()

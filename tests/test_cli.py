@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ragkit.cli import app
+from ragkit.cli.app import app
 
 from conftest import SEEDS
 
@@ -142,7 +142,7 @@ def test_subprocess_error_exit_code_and_python_m(tmp_path):
 
 def test_import_and_help_stay_light():
     code = (
-        "import sys, ragkit; from ragkit.cli import app; from typer.testing import CliRunner; "
+        "import sys, ragkit; from ragkit.cli.app import app; from typer.testing import CliRunner; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'faiss') if m in sys.modules]; "
         "print(heavy)"

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ragkit import Document, Index, build_index
-from ragkit.builder import update_index
+from ragkit.build.pipeline import update_index
 
 TESTS = Path(__file__).resolve().parent
 RAGKIT = shutil.which("ragkit") or str(Path(sys.executable).parent / "ragkit")
@@ -61,8 +61,8 @@ cfg = json.load(open(sys.argv[1]))
 sys.path.insert(0, cfg["tests"])
 from conftest import FakeHashEmbedder
 from ragkit import Document, build_index
-from ragkit.builder import update_index
-import ragkit.builder, ragkit.embedding_cache, ragkit.lexical
+from ragkit.build.pipeline import update_index
+import ragkit.build.pipeline, ragkit.encoders.cache, ragkit.lexical.bm25
 
 docs = {k: [Document(**d) for d in v] for k, v in cfg["docs"].items()}
 emb, root = FakeHashEmbedder(), cfg["root"]
@@ -95,11 +95,11 @@ def after(obj, name, point, nth=1, when=lambda *a, **k: True):
 point = cfg.get("point")
 cfg["before"] = point in ("before-manifest", "manifest-beside")
 if point == "cache-written":
-    after(ragkit.embedding_cache.EmbeddingCache, "put", point)
+    after(ragkit.encoders.cache.EmbeddingCache, "put", point)
 elif point == "lexical-half-written":
-    after(ragkit.lexical, "_save_npy", point, nth=2)
+    after(ragkit.lexical.bm25, "_save_npy", point, nth=2)
 elif point == "before-manifest":
-    after(ragkit.builder, "write_manifest", point)
+    after(ragkit.build.pipeline, "write_manifest", point)
 elif point == "manifest-beside":
     after(os, "replace", point, when=lambda src, dst, *a, **k: str(dst).endswith("manifest.json"))
 elif point == "cleanup-half-done":

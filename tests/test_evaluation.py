@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from ragkit.beir import load_beir
+from ragkit.eval.beir import load_beir
 from ragkit.errors import InvalidArgumentError
-from ragkit.evaluation import documents_by_best_passage, mrr_at_k, ndcg_at_k, recall_at_k, score_runs
+from ragkit.eval.metrics import documents_by_best_passage, mrr_at_k, ndcg_at_k, recall_at_k, score_runs
 
 
 def test_ndcg_hand_computed():

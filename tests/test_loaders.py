@@ -1,4 +1,4 @@
-"""Tests of ragkit.loaders on real files in tmp_path (and the shared seed article)."""
+"""Tests of ragkit.ingest.loaders on real files in tmp_path (and the shared seed article)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragkit.documents import Document
-from ragkit.loaders import (
+from ragkit.ingest.loaders import (
     SUPPORTED_SUFFIXES,
     LoadReport,
     NotTextError,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ragkit.errors import IndexFormatError, RagkitError
-from ragkit.onnx_encoder import (
+from ragkit.encoders.onnx import (
     CONFIG_NAME,
     OnnxEncoder,
     OnnxEncoderError,
@@ -26,7 +26,7 @@ from ragkit.onnx_encoder import (
     _pool,
     export_onnx,
 )
-from ragkit.vectors import VectorIndex, l2_normalize
+from ragkit.vectors.faiss_index import VectorIndex, l2_normalize
 
 HEAVY = ("torch", "transformers", "sentence_transformers")
 LONG_EN = (
@@ -262,7 +262,7 @@ def test_pooling_matches_sentence_transformers_pooling(modes):
 def test_query_process_never_imports_torch(exported, encoder):
     code = (
         "import json, sys\n"
-        "from ragkit.onnx_encoder import OnnxEncoder\n"
+        "from ragkit.encoders.onnx import OnnxEncoder\n"
         f"v = OnnxEncoder.load({str(exported)!r}).encode(['what are the technology parks of Moscow?'])\n"
         f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], 'v': v[0].tolist()}}))\n"
     )

@@ -14,13 +14,13 @@ import random
 import numpy as np
 import pytest
 
-from ragkit.builder import build_index
+from ragkit.build.pipeline import build_index
 from ragkit.documents import Document
-from ragkit.embedding import BACKEND_ENV, DEFAULT_MODEL, Embedder, choose_backend
-from ragkit.embedding_cache import CACHE_NAME, EmbeddingCache
+from ragkit.encoders.embedder import BACKEND_ENV, DEFAULT_MODEL, Embedder, choose_backend
+from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
 from ragkit.errors import InvalidArgumentError
-from ragkit.manifest import read_manifest
-from ragkit.onnx_encoder import MIN_INT8_COSINE
+from ragkit.format.manifest import read_manifest
+from ragkit.encoders.onnx import MIN_INT8_COSINE
 
 SENTENCES = [
     "Cats are small domesticated felines that purr and hunt mice.",

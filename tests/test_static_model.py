@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ragkit.errors import InvalidArgumentError, ModelLoadError
-from ragkit.static_model import (
+from ragkit.encoders.static import (
     BUILD_INFO,
     NAME,
     VERSION,
@@ -140,7 +140,7 @@ def test_output_is_deterministic(st_model) -> None:
 
 
 def test_token_counts_and_offsets_for_the_chunker(st_model) -> None:
-    from ragkit.tokens import HFTokenCounter
+    from ragkit.ingest.tokens import HFTokenCounter
 
     counter = HFTokenCounter(st_model.tokenizer)
     text = "«Ёлка», сказал он, — в Москве́ 1876 года!"
@@ -153,7 +153,7 @@ def test_token_counts_and_offsets_for_the_chunker(st_model) -> None:
 
 
 def test_static_encoder_gives_the_sentence_transformers_vectors(st_model, model_dir: Path) -> None:
-    from ragkit.static_model import StaticEncoder, is_static_model
+    from ragkit.encoders.static import StaticEncoder, is_static_model
 
     assert is_static_model(model_dir) and not is_static_model(model_dir.parent)
     encoder = StaticEncoder(model_dir)
@@ -174,7 +174,7 @@ def test_static_encoder_needs_no_torch(model_dir: Path) -> None:
     import sys
 
     code = (
-        "import sys; from ragkit.static_model import StaticEncoder; "
+        "import sys; from ragkit.encoders.static import StaticEncoder; "
         f"v = StaticEncoder({str(model_dir)!r}).encode(['Москва']); "
         "assert v.shape == (1, 300) and v.any(); "
         "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules"
@@ -186,7 +186,7 @@ def test_static_encoder_needs_no_torch(model_dir: Path) -> None:
 
 
 def test_resolve_model_short_name(cache: Path, model_dir: Path) -> None:
-    from ragkit.embedding import resolve_model, same_model
+    from ragkit.encoders.embedder import resolve_model, same_model
 
     assert resolve_model("navec-ru") == (VERSIONED, str(model_dir))
     assert resolve_model(" NAVEC-RU ") == (VERSIONED, str(model_dir))

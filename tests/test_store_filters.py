@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ragkit.documents import Document
-from ragkit.filters import Filters
-from ragkit.store import Store
+from ragkit.store.filters import Filters
+from ragkit.store.sqlite import Store
 
 
 @pytest.fixture()

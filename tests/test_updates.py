@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkit import Document, Index, build_index
-from ragkit.builder import update_index, writer_lock
-from ragkit.cli import app
+from ragkit.build.pipeline import update_index, writer_lock
+from ragkit.cli.app import app
 from ragkit.errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError
 
 runner = CliRunner()
@@ -194,7 +194,8 @@ def test_updated_index_equals_a_fresh_build(tmp_path, fake_embedder):
 
 
 def test_update_cuts_and_analyses_only_new_documents(tmp_path, fake_embedder, monkeypatch):
-    from ragkit import analysis, chunking
+    from ragkit.ingest import chunking
+    from ragkit.lexical import analysis
 
     root = tmp_path / "idx"
     emb = CountingFake(fake_embedder)
@@ -228,8 +229,8 @@ def test_index_written_before_counts_and_prefix_flags_updates_correctly(tmp_path
     the first update re-analyses and counts titles, and still equals a fresh build."""
     import sqlite3
 
-    from ragkit.checksums import record
-    from ragkit.manifest import read_manifest, write_manifest
+    from ragkit.format.checksums import record
+    from ragkit.format.manifest import read_manifest, write_manifest
 
     root = tmp_path / "idx"
     build_index([_long_doc(i) for i in range(20)], root, embedder=fake_embedder)

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import IndexFormatError, IndexNotFoundError
+from ragkit._version import __version__
+from ragkit.errors import IndexFormatError, IndexNotFoundError
 
 FORMAT = "ragkit-index"
 FORMAT_VERSION = 1

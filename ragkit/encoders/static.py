@@ -60,9 +60,9 @@ from typing import Any
 
 import numpy as np
 
-from .checksums import sha256_file
-from .manifest import fsync_dir
-from .errors import InvalidArgumentError, ModelLoadError
+from ragkit.format.checksums import sha256_file
+from ragkit.format.manifest import fsync_dir
+from ragkit.errors import InvalidArgumentError, ModelLoadError
 
 __all__ = [
     "NAME",
@@ -505,7 +505,7 @@ def _make_tokenizer(tokens: list[str], window: int) -> Any:
         models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=_PIECE, max_input_chars_per_word=100)
     )
     tokenizer.normalizer = _normalizer()
-    # Tokens are maximal runs of letters and digits, as in ragkit.analysis; the rest separates.
+    # Tokens are maximal runs of letters and digits, as in ragkit.lexical.analysis; the rest separates.
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\W_]+"), behavior="removed")
     tokenizer.decoder = decoders.WordPiece(prefix=_PIECE)
     tokenizer.enable_truncation(max_length=window)
@@ -519,7 +519,7 @@ def _write_folder(
 
     from safetensors.numpy import save_file
 
-    from ._version import __version__
+    from ragkit._version import __version__
 
     try:
         st_major = int(version("sentence-transformers").split(".")[0])
@@ -560,7 +560,7 @@ def _readme(info: dict[str, Any]) -> str:
     return (
         f"# {info['name']} v{info['version']}\n\n"
         "A Russian static embedding model for sentence-transformers, built by ragkit "
-        "(`ragkit.static_model.build_static_model`) from the navec news word vectors shipped in "
+        "(`ragkit.encoders.static.build_static_model`) from the navec news word vectors shipped in "
         f"the `natasha` package (`{info['source']['file']}`, MIT licence).\n\n"
         "One `StaticEmbedding` module: a WordPiece tokenizer (lower case, accents and "
         "stress marks dropped, ё -> е; unknown forms back off to their longest known prefix, "

@@ -21,7 +21,7 @@ The folder::
     tokenizer.json      the model's fast tokenizer, truncation and padding as the model uses them
     onnx_encoder.json   format, model facts, pooling, prompts, file sizes and SHA-256, export check
 
-Vectors come out NOT normalised; ragkit normalises once, in :func:`ragkit.vectors.l2_normalize`.
+Vectors come out NOT normalised; ragkit normalises once, in :func:`ragkit.vectors.faiss_index.l2_normalize`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checksums import sha256_file
-from .manifest import fsync_dir, read_versioned_json
-from .errors import IndexFormatError, RagkitError
-from .vectors import l2_normalize
+from ragkit.format.checksums import sha256_file
+from ragkit.format.manifest import fsync_dir, read_versioned_json
+from ragkit.errors import IndexFormatError, RagkitError
+from ragkit.vectors.faiss_index import l2_normalize
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -431,7 +431,7 @@ def _draft_config(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompts(model: Any, query: str | None, passage: str | None) -> dict[str, str]:
-    from .embedding import _PASSAGE_PROMPT_KEYS
+    from ragkit.encoders.embedder import _PASSAGE_PROMPT_KEYS
 
     own = dict(getattr(model, "prompts", None) or {})
     if query is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from .errors import InvalidArgumentError
+from ragkit.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .documents import Document
-from .errors import IndexFormatError
-from .filters import Filters
+from ragkit.documents import Document
+from ragkit.errors import IndexFormatError
+from ragkit.store.filters import Filters
 
 _SCHEMA = """
 CREATE TABLE documents (

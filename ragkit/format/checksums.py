@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from .errors import IndexFormatError
+from ragkit.errors import IndexFormatError
 
 HEAD_BYTES = 1 << 16
 

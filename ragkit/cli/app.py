@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import RagkitError
+from ragkit.errors import RagkitError
 
 app = typer.Typer(
     name="ragkit",
@@ -33,7 +33,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from .console import print_error
+    from ragkit.cli.console import print_error
 
     try:
         yield
@@ -46,8 +46,8 @@ def _errors() -> Iterator[None]:
 
 
 def _progress(enabled: bool = True):  # noqa: ANN202
-    from .console import RichProgress
-    from .progress import NoProgress
+    from ragkit.cli.console import RichProgress
+    from ragkit.progress import NoProgress
 
     # Bars only for a person at a terminal: pipes, logs and tests get clean stderr.
     return RichProgress() if enabled and sys.stderr.isatty() else NoProgress()
@@ -104,8 +104,8 @@ def index(
 ) -> None:
     """Build an index from files and folders (replaces what the index held; unchanged passages are not re-embedded)."""
     with _errors():
-        from .builder import BuildOptions, build_index
-        from .paths import default_index_dir
+        from ragkit.build.pipeline import BuildOptions, build_index
+        from ragkit.paths import default_index_dir
 
         result = build_index(
             paths, index_dir or default_index_dir(), model=model,
@@ -125,8 +125,8 @@ def add(
 ) -> None:
     """Add or update documents in an existing index (only new or changed text is embedded)."""
     with _errors():
-        from .builder import update_index
-        from .paths import default_index_dir
+        from ragkit.build.pipeline import update_index
+        from ragkit.paths import default_index_dir
 
         result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
                               wait=not no_wait, on_wait=_on_wait)
@@ -144,9 +144,9 @@ def remove(
 ) -> None:
     """Remove documents from an index by id or by source glob."""
     with _errors():
-        from .builder import update_index
-        from .errors import InvalidArgumentError
-        from .paths import default_index_dir
+        from ragkit.build.pipeline import update_index
+        from ragkit.errors import InvalidArgumentError
+        from ragkit.paths import default_index_dir
 
         if not doc_ids and source is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
@@ -161,7 +161,7 @@ FusionOpt = Annotated[str, typer.Option("--fusion", help="Hybrid fusion: convex 
 
 
 def _fusion(method: str, dense_weight: float | None):  # noqa: ANN202
-    from .fusion import FusionConfig
+    from ragkit.search.fusion import FusionConfig
 
     return FusionConfig(method=method, dense_weight=dense_weight)
 
@@ -184,8 +184,8 @@ def search(
 ) -> None:
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
-        from .errors import InvalidArgumentError
-        from .filters import Filters
+        from ragkit.errors import InvalidArgumentError
+        from ragkit.store.filters import Filters
 
         if k < 1:
             raise InvalidArgumentError(f"-k must be at least 1, got {k}")
@@ -200,13 +200,13 @@ def search(
             if as_json:
                 typer.echo(json.dumps({"query": q, "mode": mode, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
             else:
-                from .console import print_results
+                from ragkit.cli.console import print_results
 
                 print_results(q, res, idx.lexical.analyzer)
 
 
 def _read_queries(query: str | None, queries: str | None) -> list[str]:
-    from .errors import InvalidArgumentError
+    from ragkit.errors import InvalidArgumentError
 
     if query is not None and queries is not None:
         raise InvalidArgumentError("give a QUERY or --queries FILE, not both")
@@ -228,11 +228,11 @@ def _read_queries(query: str | None, queries: str | None) -> list[str]:
 
 
 def _open_for_search(index_dir: Path | None, model: str | None):  # noqa: ANN202
-    from .index import Index
+    from ragkit.search.index import Index
 
     if index_dir is None:
-        from .builder import ensure_index
-        from .paths import default_index_dir, default_seeds_dir
+        from ragkit.build.pipeline import ensure_index
+        from ragkit.paths import default_index_dir, default_seeds_dir
 
         index_dir, seeds = default_index_dir(), default_seeds_dir()
         if seeds.is_dir():
@@ -249,8 +249,8 @@ def info(
 ) -> None:
     """Describe an index: model, chunking, counts, files."""
     with _errors():
-        from .index import Index
-        from .paths import default_index_dir
+        from ragkit.search.index import Index
+        from ragkit.paths import default_index_dir
 
         idx = Index.open(index_dir or default_index_dir())
         data = idx.info()
@@ -306,11 +306,11 @@ def eval_(
     with _errors():
         import tempfile
 
-        from .beir import load_beir
-        from .builder import build_index
-        from .evaluation import evaluate
-        from .index import Index
-        from .manifest import MANIFEST_NAME
+        from ragkit.eval.beir import load_beir
+        from ragkit.build.pipeline import build_index
+        from ragkit.eval.metrics import evaluate
+        from ragkit.search.index import Index
+        from ragkit.format.manifest import MANIFEST_NAME
 
         data = load_beir(dataset, split)
         config = _fusion(fusion, dense_weight)

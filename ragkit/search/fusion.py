@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from ragkit.errors import InvalidArgumentError
 
 METHODS = ("convex", "rrf")
 

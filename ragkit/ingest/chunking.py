@@ -3,7 +3,7 @@
 Text is split into sentences with a small rule set for Russian and English
 (:func:`split_sentences`), and whole sentences are packed greedily into passages of at most
 ``max_tokens`` tokens as counted by the embedding model's own tokenizer (a
-:class:`~ragkit.tokens.TokenCounter`). Budgets exclude the model's special tokens: the caller
+:class:`~ragkit.ingest.tokens.TokenCounter`). Budgets exclude the model's special tokens: the caller
 subtracts them (and any prompt or title prefix) from the model's window.
 
 Guarantees, for any text: every span ``(start, end)`` counts at most the budget, is non-empty
@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from ragkit.documents import Document, Passage
-from ragkit.tokens import TokenCounter
+from ragkit.ingest.tokens import TokenCounter
 
 __all__ = ["Chunker", "ChunkerConfig", "MIN_MAX_TOKENS", "split_sentences"]
 

@@ -6,8 +6,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .analysis import Analyzer
-    from .documents import SearchResult
+    from ragkit.lexical.analysis import Analyzer
+    from ragkit.documents import SearchResult
 
 SNIPPET_CHARS = 240
 TITLE_CHARS = 60

@@ -21,17 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from .chunking import MIN_MAX_TOKENS, Chunker
-from .documents import Document
-from .embedding import Embedder
-from .embedding_cache import CACHE_NAME, EmbeddingCache
-from .errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError, ModelMismatchError
-from .lexical import LexicalIndex
-from .loaders import LoadReport, load_documents, source_files
-from .manifest import MANIFEST_NAME, fsync_dir, new_manifest, read_manifest, write_manifest
-from .progress import NoProgress, Progress
-from .store import Store, StoredDocument
-from .vectors import VectorIndex
+from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker
+from ragkit.documents import Document
+from ragkit.encoders.embedder import Embedder
+from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
+from ragkit.errors import EmptyCorpusError, IndexLockedError, InvalidArgumentError, ModelMismatchError
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.ingest.loaders import LoadReport, load_documents, source_files
+from ragkit.format.manifest import MANIFEST_NAME, fsync_dir, new_manifest, read_manifest, write_manifest
+from ragkit.progress import NoProgress, Progress
+from ragkit.store.sqlite import Store, StoredDocument
+from ragkit.vectors.faiss_index import VectorIndex
 
 # A title longer than this share of the passage budget is not prefixed to passages.
 _MAX_TITLE_SHARE = 0.25
@@ -197,8 +197,8 @@ def build_index(
 
 def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None, options: BuildOptions) -> BuildResult | None:
     """The result of a build that has nothing to do, or None when the index must be (re)built."""
-    from .embedding import same_model
-    from .errors import RagkitError
+    from ragkit.encoders.embedder import same_model
+    from ragkit.errors import RagkitError
 
     try:
         manifest = read_manifest(root)
@@ -237,9 +237,9 @@ def default_model(docs: Sequence[Document]) -> str:
     all-MiniLM-L6-v2 cannot read Russian (xquad/ru dense 0.150) and spends ~6 tokens a Russian
     word; navec-ru reads it (0.849) and embeds thousands of passages a second.
     """
-    from .analysis import detect_language
-    from .embedding import DEFAULT_MODEL
-    from .static_model import NAME as RUSSIAN_MODEL
+    from ragkit.lexical.analysis import detect_language
+    from ragkit.encoders.embedder import DEFAULT_MODEL
+    from ragkit.encoders.static import NAME as RUSSIAN_MODEL
 
     step = max(1, len(docs) // 500)
     sample = docs[::step]
@@ -262,8 +262,8 @@ def update_index(
 
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
-    from .filters import Filters
-    from .index import Index
+    from ragkit.store.filters import Filters
+    from ragkit.search.index import Index
 
     progress = progress or NoProgress()
     root = Path(path)
@@ -515,7 +515,7 @@ def _write(
         query_encoder = _query_encoder(root, embedder) if options.query_encoder else None
     if query_encoder is not None:
         names["query_encoder"] = query_encoder["dir"]
-    from .checksums import record
+    from ragkit.format.checksums import record
 
     manifest: dict[str, Any] = new_manifest(
         generation=generation,
@@ -541,9 +541,9 @@ def _write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bu
     """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning).
 
     An approximate type is tuned on snippets of the passages embedded as queries (see
-    :func:`ragkit.ann.tune`), or on the passage vectors themselves without texts or model.
+    :func:`ragkit.vectors.ann.tune`), or on the passage vectors themselves without texts or model.
     """
-    from .ann import factory_for, query_snippets, training_sample, tune
+    from ragkit.vectors.ann import factory_for, query_snippets, training_sample, tune
 
     factory = factory_for(options.index_type, len(ids), vectors.shape[1])
     index = VectorIndex.create(vectors.shape[1], factory)
@@ -577,7 +577,7 @@ def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
 
     if not isinstance(embedder, Embedder):  # test fakes
         return None
-    from .onnx_encoder import OnnxEncoderError, OnnxExportUnsupported, read_config
+    from ragkit.encoders.onnx import OnnxEncoderError, OnnxExportUnsupported, read_config
 
     key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
     name = f"query-encoder-{key.hexdigest()[:12]}"
@@ -591,7 +591,7 @@ def _query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
     if type(embedder) is not Embedder or not hasattr(embedder.model, "modules"):
         return None  # ONNX-backed or static (numpy) embedders: already torch-free
     try:
-        from .onnx_encoder import export_onnx
+        from ragkit.encoders.onnx import export_onnx
 
         export_onnx(embedder.model, root / name, model_name=embedder.name,
                     query_prompt=embedder.query_prompt, passage_prompt=embedder.passage_prompt)
@@ -653,7 +653,7 @@ def ensure_index(
 
     An index that was built from other sources is left alone. Returns True when it built.
     """
-    from .errors import IndexNotFoundError
+    from ragkit.errors import IndexNotFoundError
 
     root, corpus_path = Path(path), str(Path(corpus).resolve())
     try:

@@ -7,7 +7,7 @@ ids are ragkit passage ids kept by an ``IDMap2`` wrapper, so ids survive removal
 Exact (``Flat``) search of a few queries runs in NumPy, not FAISS: one BLAS matrix-vector
 product over the stored matrix and an exact top-k by threshold, which runs near the memory
 bandwidth (FAISS's own batch-1 path scans at about a third of it on this CPU). Approximate
-types are searched by FAISS with the parameters tuned at build time (``ragkit.ann``).
+types are searched by FAISS with the parameters tuned at build time (``ragkit.vectors.ann``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import IndexFormatError, InvalidArgumentError
+from ragkit.errors import IndexFormatError, InvalidArgumentError
 
 if TYPE_CHECKING:
     import faiss

@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import detect_language
-from .checksums import check
-from .documents import SearchResult
-from .embedding import Embedder, same_model
-from .errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
-from .filters import Filters
-from .fusion import Fused, FusionConfig, fuse
-from .lexical import LexicalIndex
-from .manifest import read_manifest
-from .store import Store
-from .vectors import VectorIndex
+from ragkit.lexical.analysis import detect_language
+from ragkit.format.checksums import check
+from ragkit.documents import SearchResult
+from ragkit.encoders.embedder import Embedder, same_model
+from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
+from ragkit.store.filters import Filters
+from ragkit.search.fusion import Fused, FusionConfig, fuse
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.format.manifest import read_manifest
+from ragkit.store.sqlite import Store
+from ragkit.vectors.faiss_index import VectorIndex
 
 MODES = ("hybrid", "lexical", "dense")
 DEFAULT_PER_DOC = 3
@@ -112,7 +112,7 @@ class Index:
             m = self.manifest["model"]
             encoder = self.manifest.get("query_encoder")
             if encoder and os.environ.get("RAGKIT_QUERY_ENCODER") != "torch":
-                from .embedding import OnnxQueryEmbedder
+                from ragkit.encoders.embedder import OnnxQueryEmbedder
 
                 self._embedder = OnnxQueryEmbedder(self.path / encoder["dir"], name=m["name"],
                                                    query_prompt=m.get("query_prompt", ""),

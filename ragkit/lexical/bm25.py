@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
-from .errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
+from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
+from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
 __all__ = ["LexicalIndex"]
 
@@ -268,7 +268,7 @@ class LexicalIndex:
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write the index into ``folder`` (created if needed); return the paths written."""
-        from .manifest import fsync_dir, write_atomic
+        from ragkit.format.manifest import fsync_dir, write_atomic
 
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
@@ -432,7 +432,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
         raise IndexFormatError(f"no lexical index in {root}: {MANIFEST} is missing")
-    from .manifest import read_versioned_json
+    from ragkit.format.manifest import read_versioned_json
 
     manifest = read_versioned_json(path, FORMAT, READS, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")

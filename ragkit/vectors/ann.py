@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError
-from .vectors import VectorIndex, exact_search
+from ragkit.errors import InvalidArgumentError
+from ragkit.vectors.faiss_index import VectorIndex, exact_search
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
 DEFAULT_RECALL = 0.95

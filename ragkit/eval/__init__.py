@@ -1,0 +1,1 @@
+"""Evaluation: BEIR data sets and retrieval metrics (nDCG, recall, MRR)."""

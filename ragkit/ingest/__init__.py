@@ -1,0 +1,1 @@
+"""Reading articles into documents: file loaders, the sentence-aware chunker, token counting."""

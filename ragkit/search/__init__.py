@@ -1,0 +1,1 @@
+"""Searching an index: the reader (`Index`), ranking and fusion of lexical and dense scores."""

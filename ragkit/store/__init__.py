@@ -1,0 +1,1 @@
+"""The SQLite store of documents and passage spans, and the filters applied before ranking."""
