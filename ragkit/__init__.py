@@ -27,7 +27,8 @@ from ragkit.errors import (
 
 if TYPE_CHECKING:
     from ragkit.eval.beir import load_beir
-    from ragkit.build.pipeline import BuildOptions, BuildResult, build_index, update_index
+    from ragkit.build.options import BuildOptions, BuildResult
+    from ragkit.build.pipeline import build_index, update_index
     from ragkit.encoders.embedder import Embedder
     from ragkit.eval.metrics import EvalResult, evaluate
     from ragkit.store.filters import Filters
@@ -63,8 +64,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "BuildOptions": "build.pipeline",
-    "BuildResult": "build.pipeline",
+    "BuildOptions": "build.options",
+    "BuildResult": "build.options",
     "build_index": "build.pipeline",
     "update_index": "build.pipeline",
     "Embedder": "encoders.embedder",

@@ -38,7 +38,7 @@ def index(tmp_path_factory, real_embedder):
 
 
 def ragkit_options():
-    from ragkit.build.pipeline import BuildOptions
+    from ragkit.build.options import BuildOptions
 
     return BuildOptions(max_tokens=48)  # several passages per document
 

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from ragkit import Document, Index, build_index
-from ragkit.build.pipeline import BuildOptions
+from ragkit.build.options import BuildOptions
 from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,

@@ -104,7 +104,7 @@ def index(
 ) -> None:
     """Build an index from files and folders (replaces what the index held; unchanged passages are not re-embedded)."""
     with _errors():
-        from ragkit.build.pipeline import BuildOptions, build_index
+        from ragkit import BuildOptions, build_index
         from ragkit.paths import default_index_dir
 
         result = build_index(
@@ -125,7 +125,7 @@ def add(
 ) -> None:
     """Add or update documents in an existing index (only new or changed text is embedded)."""
     with _errors():
-        from ragkit.build.pipeline import update_index
+        from ragkit import update_index
         from ragkit.paths import default_index_dir
 
         result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
@@ -144,7 +144,7 @@ def remove(
 ) -> None:
     """Remove documents from an index by id or by source glob."""
     with _errors():
-        from ragkit.build.pipeline import update_index
+        from ragkit import update_index
         from ragkit.errors import InvalidArgumentError
         from ragkit.paths import default_index_dir
 
@@ -307,7 +307,7 @@ def eval_(
         import tempfile
 
         from ragkit.eval.beir import load_beir
-        from ragkit.build.pipeline import build_index
+        from ragkit import build_index
         from ragkit.eval.metrics import evaluate
         from ragkit.search.index import Index
         from ragkit.format.manifest import MANIFEST_NAME

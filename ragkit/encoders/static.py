@@ -45,7 +45,6 @@ manifests, so an index is never searched with vectors of another recipe.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
