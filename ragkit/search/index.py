@@ -18,6 +18,7 @@ from ragkit.store.filters import Filters
 from ragkit.search.fusion import Fused, FusionConfig, fuse
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.format.manifest import read_manifest
+from ragkit.format.pinning import PinnedFiles
 from ragkit.store.sqlite import Store
 from ragkit.vectors.faiss_index import VectorIndex
 
@@ -29,10 +30,15 @@ _QUERY_CACHE = 50_000
 class Index:
     """A searchable ragkit index. Open with :meth:`open`; build with :func:`ragkit.build_index`."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], embedder: Embedder | None = None) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], embedder: Embedder | None = None,
+                 pinned: PinnedFiles | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self._embedder = embedder
+        self._given_embedder = embedder
+        self._pinned = pinned
+        # Parts are read from the pinned files of this generation (see ragkit.format.pinning).
+        self._data = pinned.folder if pinned is not None else path
         self._vectors: VectorIndex | None = None
         self._store: Store | None = None
         self._lexical: LexicalIndex | None = None
@@ -61,7 +67,28 @@ class Index:
             )
         index = cls(root, manifest, embedder)
         index._check_files()
+        files = manifest["files"]
+        index._pinned = PinnedFiles(root, files)
+        index._data = index._pinned.folder
+        check(index._data, files)
+        index._store = Store.open(index._data / manifest["store"]["file"])  # SQLite holds its file from here
         return index
+
+    @property
+    def generation(self) -> int:
+        """The generation this reader answers from; it never changes for an open ``Index``."""
+        return int(self.manifest.get("generation", 0))
+
+    def reload(self) -> Index:
+        """The newest generation of this index: ``self`` when it is current, else a new ``Index``.
+
+        The old object keeps answering from its own generation until it is closed, so requests
+        in flight finish where they started; a server swaps in the returned reader between
+        requests and closes the old one when its last request is done.
+        """
+        if int(read_manifest(self.path).get("generation", 0)) == self.generation:
+            return self
+        return Index.open(self.path, embedder=self._given_embedder)
 
     # -- lazily opened parts ---------------------------------------------------------------
     def _check_files(self) -> None:
@@ -75,11 +102,10 @@ class Index:
         files = self.manifest.get("files")
         if not isinstance(files, dict) or not files:
             raise IndexFormatError(f"{self.path}/manifest.json lists no file checksums")
-        check(self.path, files)
 
     def verify(self) -> dict[str, Any]:
         """Check every file's full checksum and that FAISS, SQLite and BM25 agree; raise on damage."""
-        check(self.path, self.manifest["files"], full=True)
+        check(self._data, self.manifest["files"], full=True)
         counts = self.manifest["counts"]
         found = {
             "vectors": len(self.vectors),
@@ -113,10 +139,19 @@ class Index:
             encoder = self.manifest.get("query_encoder")
             if encoder and os.environ.get("RAGKIT_QUERY_ENCODER") != "torch":
                 from ragkit.encoders.embedder import OnnxQueryEmbedder
+                from ragkit.encoders.onnx import OnnxEncoderError
 
-                self._embedder = OnnxQueryEmbedder(self.path / encoder["dir"], name=m["name"],
-                                                   query_prompt=m.get("query_prompt", ""),
-                                                   passage_prompt=m.get("passage_prompt", ""))
+                def load(folder: Path) -> Embedder:
+                    return OnnxQueryEmbedder(folder, name=m["name"], query_prompt=m.get("query_prompt", ""),
+                                             passage_prompt=m.get("passage_prompt", ""))
+
+                try:
+                    self._embedder = load(self._data / encoder["dir"])
+                except OnnxEncoderError:
+                    if self._pinned is None:
+                        raise
+                    # A writer deleted this generation's encoder: load the pinned copy.
+                    self._embedder = load(self._pinned.materialize(encoder["dir"]))
             else:
                 self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
                                           passage_prompt=m.get("passage_prompt"))
@@ -126,32 +161,41 @@ class Index:
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
             v = self.manifest["vectors"]
-            self._vectors = VectorIndex.load(self.path / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
+            self._vectors = VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
                                              params=v.get("search"))
         return self._vectors
 
     @property
     def lexical(self) -> LexicalIndex:
         if self._lexical is None:
-            self._lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["dir"])
+            self._lexical = LexicalIndex.load(self._data / self.manifest["lexical"]["dir"])
         return self._lexical
 
     @property
     def doc_lexical(self) -> LexicalIndex:
         if self._doc_lexical is None:
-            self._doc_lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["documents_dir"])
+            self._doc_lexical = LexicalIndex.load(self._data / self.manifest["lexical"]["documents_dir"])
         return self._doc_lexical
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.path / self.manifest["store"]["file"])
+            self._store = Store.open(self._data / self.manifest["store"]["file"])
         return self._store
 
     def close(self) -> None:
+        """Close the store and release the pinned files.
+
+        Parts already loaded stay usable; parts loaded later are read from the folder as it is
+        then (a writer holding the lock uses this to load the current model after reading).
+        """
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._pinned is not None:
+            self._pinned.close()
+            self._pinned = None
+            self._data = self.path
 
     def __enter__(self) -> Index:
         return self

@@ -8,6 +8,7 @@ Passage ids are the ids of the vectors in FAISS and of the rows of the lexical i
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -98,7 +99,8 @@ class Store:
         if not p.is_file():
             raise IndexFormatError(f"passage store {p} is missing")
         try:
-            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            # absolute, not resolved: a reader's pinned link must not be followed to the (maybe unlinked) name
+            conn = sqlite3.connect(f"{Path(os.path.abspath(p)).as_uri()}?mode=ro", uri=True, check_same_thread=False)
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"passage store {p} is not a ragkit SQLite file: {exc}") from exc
