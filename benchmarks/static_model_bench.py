@@ -165,7 +165,7 @@ def speed(model: str, articles: list[dict], limit: int) -> dict:
 def ablation(workdir: Path, sets: list[str]) -> dict:
     """Dense nDCG@10 of recipe variants (each built into ``workdir``, loaded by path)."""
     import ragkit
-    from ragkit.encoders.static import build_static_model
+    from ragkit.encoders.static_build import build_static_model
 
     out = {}
     for label, kwargs in ABLATION.items():

@@ -20,7 +20,7 @@ from ragkit.encoders.embedder import BACKEND_ENV, DEFAULT_MODEL, Embedder, choos
 from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
 from ragkit.errors import InvalidArgumentError
 from ragkit.format.manifest import read_manifest
-from ragkit.encoders.onnx import MIN_INT8_COSINE
+from ragkit.encoders.onnx_export import MIN_INT8_COSINE
 
 SENTENCES = [
     "Cats are small domesticated felines that purr and hunt mice.",

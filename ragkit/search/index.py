@@ -12,7 +12,8 @@ import numpy as np
 from ragkit.lexical.analysis import detect_language
 from ragkit.format.checksums import check
 from ragkit.documents import SearchResult
-from ragkit.encoders.embedder import Embedder, same_model
+from ragkit.encoders.embedder import Embedder
+from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
 from ragkit.store.filters import Filters
 from ragkit.search.fusion import Fused, FusionConfig, fuse
@@ -135,26 +136,29 @@ class Index:
     def embedder(self) -> Embedder:
         """The query embedder: the index's ONNX encoder when it has one (no torch), else the model."""
         if self._embedder is None:
+            from ragkit.encoders.registry import use_query_export
+
             m = self.manifest["model"]
             encoder = self.manifest.get("query_encoder")
-            if encoder and os.environ.get("RAGKIT_QUERY_ENCODER") != "torch":
-                from ragkit.encoders.embedder import OnnxQueryEmbedder
-                from ragkit.encoders.onnx import OnnxEncoderError
-
-                def load(folder: Path) -> Embedder:
-                    return OnnxQueryEmbedder(folder, name=m["name"], query_prompt=m.get("query_prompt", ""),
-                                             passage_prompt=m.get("passage_prompt", ""))
-
-                try:
-                    self._embedder = load(self._data / encoder["dir"])
-                except OnnxEncoderError:
-                    if self._pinned is None:
-                        raise
-                    # A writer deleted this generation's encoder: load the pinned copy.
-                    self._embedder = load(self._pinned.materialize(encoder["dir"]))
-            else:
+            if not (encoder and use_query_export()):
                 self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
                                           passage_prompt=m.get("passage_prompt"))
+                return self._embedder
+            from ragkit.encoders.onnx_runtime import OnnxEncoderError
+
+            def load(folder: Path) -> Embedder:
+                embedder = Embedder(m["name"], query_prompt=m.get("query_prompt", ""),
+                                    passage_prompt=m.get("passage_prompt", ""), query_encoder=folder)
+                embedder.query_encoder()
+                return embedder
+
+            try:
+                self._embedder = load(self._data / encoder["dir"])
+            except OnnxEncoderError:
+                if self._pinned is None:
+                    raise
+                # A writer deleted this generation's encoder: load the pinned copy.
+                self._embedder = load(self._pinned.materialize(encoder["dir"]))
         return self._embedder
 
     @property
