@@ -33,13 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _env import DATA, RESULTS, ROOT, environment  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-from ragkit.encoders.onnx_runtime import CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME, OnnxEncoder, read_config
 from ragkit.encoders.onnx_export import export_onnx  # noqa: E402
-from ragkit.vectors.faiss_index import l2_normalize  # noqa: E402
+from ragkit.encoders.onnx_runtime import CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME, OnnxEncoder, read_config
+from ragkit.vectors.exact import l2_normalize  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "onnx"
 QUERY = "what are the technology parks of Moscow?"

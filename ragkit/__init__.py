@@ -18,10 +18,13 @@ from ragkit.documents import Document, Passage, SearchResult
 from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,
+    IndexLockedError,
     IndexNotFoundError,
     InvalidArgumentError,
     ModelLoadError,
     ModelMismatchError,
+    OnnxEncoderError,
+    OnnxExportUnsupported,
     RagkitError,
 )
 
@@ -47,11 +50,14 @@ __all__ = [
     "FusionConfig",
     "Index",
     "IndexFormatError",
+    "IndexLockedError",
     "IndexNotFoundError",
     "InvalidArgumentError",
     "LoadReport",
     "ModelLoadError",
     "ModelMismatchError",
+    "OnnxEncoderError",
+    "OnnxExportUnsupported",
     "Passage",
     "RagkitError",
     "SearchResult",

@@ -47,7 +47,7 @@ class FakeHashEmbedder:
         return v
 
     def embed(self, texts: Sequence[str], prompt: str = "", progress: Callable[[int], None] | None = None) -> np.ndarray:
-        from ragkit.vectors.faiss_index import l2_normalize
+        from ragkit.vectors.exact import l2_normalize
 
         self.calls += 1
         out = np.stack([self._vector(prompt + t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)

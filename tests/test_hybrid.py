@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from ragkit import Document, Index, build_index
 from ragkit.cli.app import app
 from ragkit.errors import InvalidArgumentError
-from ragkit.store.filters import Filters
 from ragkit.search.fusion import FusionConfig, fuse
+from ragkit.store.filters import Filters
 
 runner = CliRunner()
 

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragkit.errors import IndexFormatError, RagkitError
-from ragkit.encoders.onnx_runtime import CONFIG_NAME, OnnxEncoder, OnnxEncoderError, OnnxExportUnsupported, _pool
 from ragkit.encoders.onnx_export import export_onnx
-from ragkit.vectors.faiss_index import VectorIndex, l2_normalize
+from ragkit.encoders.onnx_runtime import CONFIG_NAME, OnnxEncoder, _pool
+from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
+from ragkit.errors import IndexFormatError, RagkitError
+from ragkit.vectors.exact import l2_normalize
+from ragkit.vectors.faiss_index import VectorIndex
 
 HEAVY = ("torch", "transformers", "sentence_transformers")
 LONG_EN = (

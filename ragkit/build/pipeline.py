@@ -46,6 +46,7 @@ def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
         digest.update(b"\0")
     return digest.hexdigest()
 
+
 def build_index(
     sources: Iterable[str | os.PathLike[str]] | Iterable[Document],
     path: str | os.PathLike[str],
@@ -88,6 +89,7 @@ def build_index(
     result.report = report
     return result
 
+
 def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None, options: BuildOptions) -> BuildResult | None:
     """The result of a build that has nothing to do, or None when the index must be (re)built."""
     from ragkit.encoders.registry import same_model
@@ -112,6 +114,7 @@ def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None
     counts = manifest["counts"]
     return BuildResult(root, counts["documents"], counts["passages"], unchanged=True)
 
+
 def update_index(
     path: str | os.PathLike[str],
     *,
@@ -127,8 +130,8 @@ def update_index(
 
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
-    from ragkit.store.filters import Filters
     from ragkit.search.index import Index
+    from ragkit.store.filters import Filters
 
     progress = progress or NoProgress()
     root = Path(path)
@@ -169,6 +172,7 @@ def update_index(
     result.added = len(new_docs)
     result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
     return result
+
 
 def _write(
     root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
@@ -238,6 +242,7 @@ def _write(
     remove_stale(root, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
+
 
 def ensure_index(
     path: str | os.PathLike[str],

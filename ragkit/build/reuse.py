@@ -35,6 +35,7 @@ class Kept:
     encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
     vectors: VectorIndex | None = None  # the current exact vectors (None: take them from the cache)
 
+
 class RecordedModel:
     """An index's embedder as its manifest records it, loaded only when it must work.
 

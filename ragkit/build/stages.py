@@ -58,6 +58,7 @@ def collect(
         seen.add(d.id)
     return docs, report, source_paths
 
+
 def chunk(  # noqa: ANN202
     docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress, kept: Kept | None = None
 ):
@@ -118,6 +119,7 @@ def chunk(  # noqa: ANN202
         }
     return spans, texts, prefixed, settings
 
+
 def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
@@ -145,6 +147,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) 
     finally:
         cache.close()
 
+
 def lexical(
     docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None, reused: np.ndarray | None,
 ) -> tuple[LexicalIndex, LexicalIndex]:
@@ -170,9 +173,11 @@ def lexical(
     return (kept.lexical.updated(ids, reuse_passages, new_passages),
             kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
 
+
 def _document_text(doc: Document) -> str:
     """What the document-level BM25 index reads: the title (unless the text starts with it) and text."""
     return doc.text if not doc.title or doc.text.startswith(doc.title) else f"{doc.title}\n{doc.text}"
+
 
 def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
                    progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None) -> dict[str, Any]:
@@ -208,13 +213,15 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     index.save(path)
     return {"index_type": options.index_type, "factory": factory, "search": tuning.params, "tuning": tuning.to_json()}
 
+
 def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
     """Export (or reuse) the ONNX query encoder of this model; None where it cannot be exported."""
     import logging
 
     if not isinstance(embedder, Embedder):  # test fakes
         return None
-    from ragkit.encoders.onnx_runtime import OnnxEncoderError, OnnxExportUnsupported, read_config
+    from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
+    from ragkit.encoders.onnx_runtime import read_config
 
     key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
     name = f"query-encoder-{key.hexdigest()[:12]}"

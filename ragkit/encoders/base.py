@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ragkit.vectors.faiss_index import l2_normalize
+from ragkit.vectors.exact import l2_normalize
 
 if TYPE_CHECKING:
     from ragkit.ingest.tokens import TokenCounter
@@ -86,16 +86,12 @@ class TextEmbedder(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def embed(
-    encoder: Encoder,
-    texts: Sequence[str],
-    prompt: str = "",
-    *,
-    batch_size: int = 32,
-    progress: ProgressFn | None = None,
-) -> np.ndarray:
-    """Unit-length float32 vectors of ``prompt + text`` for each text, in input order."""
-    return l2_normalize(encode_sorted(encoder, texts, prompt, batch_size=batch_size, progress=progress))
+def embed(encoder: Encoder, texts: Sequence[str], prompt: str = "", **batching: Any) -> np.ndarray:
+    """Unit-length float32 vectors of ``prompt + text`` for each text, in input order.
+
+    ``batching``: ``batch_size``, ``progress`` and ``workers`` of :func:`encode_sorted`.
+    """
+    return l2_normalize(encode_sorted(encoder, texts, prompt, **batching))
 
 
 def encode_sorted(

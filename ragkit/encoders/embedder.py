@@ -95,7 +95,10 @@ class Embedder:
 
     def _own_encoder(self) -> Encoder:
         if self._own is None:
-            from ragkit.encoders.sentence_transformers import SentenceTransformerEncoder, load_model
+            from ragkit.encoders.sentence_transformers import (
+                SentenceTransformerEncoder,
+                load_model,
+            )
             from ragkit.encoders.static import StaticEncoder
 
             model = load_model(self._load_path, self.name, self.device)

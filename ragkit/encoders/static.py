@@ -25,8 +25,7 @@ import numpy as np
 
 from ragkit.errors import ModelLoadError
 
-__all__ = ["NAME", "VERSION", "StaticEncoder", "cache_dir", "ensure_static_model", "is_static_model",
-           "navec_archive", "resolve_static_model"]
+__all__ = ["NAME", "VERSION", "StaticEncoder", "cache_dir", "is_static_model", "navec_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +38,7 @@ NAVEC_FILE = ("data", "emb", "navec_news_v1_1B_250K_300d_100q.tar")
 BUILD_INFO = "ragkit_static_model.json"
 
 DEFAULT_WINDOW = 256
+
 
 def navec_archive() -> Path:
     """The navec news vectors inside the installed ``natasha`` package (not imported)."""
@@ -53,6 +53,7 @@ def navec_archive() -> Path:
         raise ModelLoadError(f"model {NAME!r}: the natasha package has no {path.name} ({path})")
     return path
 
+
 def cache_dir() -> Path:
     """Folder of built models: ``$RAGKIT_CACHE/models``, else ``$XDG_CACHE_HOME`` or ``~/.cache``."""
     root = os.environ.get("RAGKIT_CACHE")
@@ -61,61 +62,11 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ragkit" / "models"
 
-def resolve_static_model(name: str) -> tuple[str, str] | None:
-    """``(name to record, folder to load)`` for ``navec-ru`` or ``navec-ru-v<N>``, else None.
-
-    The current version is built on first use. An older version is used when its folder is
-    still in the cache (an index built by an earlier ragkit), else it is an error.
-    """
-    key = name.strip().lower()
-    if key == NAME:
-        version = VERSION
-    elif key.startswith(NAME + "-v") and key[len(NAME) + 2 :].isdigit():
-        version = int(key[len(NAME) + 2 :])
-    else:
-        return None
-    versioned = f"{NAME}-v{version}"
-    if version == VERSION:
-        return versioned, str(ensure_static_model())
-    folder = cache_dir() / versioned
-    if (folder / BUILD_INFO).is_file():
-        return versioned, str(folder)
-    raise ModelLoadError(
-        f"model {versioned!r} was built by another ragkit version and is not in {cache_dir()}; "
-        f"this ragkit builds {NAME}-v{VERSION}: rebuild the index with --model {NAME}"
-    )
-
-def ensure_static_model(folder: str | os.PathLike[str] | None = None) -> Path:
-    """The built model folder, building it first if needed (once; concurrent callers wait).
-
-    ``folder`` defaults to ``cache_dir() / "navec-ru-v<VERSION>"``.
-    """
-    target = Path(folder) if folder is not None else cache_dir() / f"{NAME}-v{VERSION}"
-    if _is_built(target):
-        return target
-    import shutil
-
-    from filelock import FileLock
-
-    from ragkit.encoders.static_build import build_static_model
-
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(target.parent / f".{target.name}.lock")):
-            if not _is_built(target):
-                if target.exists():  # a folder without a valid build record: not ours to trust
-                    raise ModelLoadError(f"{target} exists but holds no complete {NAME} model; remove it")
-                for stale in target.parent.glob(f".{target.name}.tmp-*"):  # a crashed build's
-                    shutil.rmtree(stale, ignore_errors=True)
-                logger.info("building %s into %s (first use)", NAME, target)
-                build_static_model(target)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot build {NAME} into {target}: {exc}") from exc
-    return target
 
 def _is_built(folder: Path) -> bool:
     info = _read_info(folder)
     return info.get("name") == NAME and info.get("version") == VERSION
+
 
 def _read_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The build record of a model folder; empty when there is none (or it is unreadable)."""
@@ -125,13 +76,16 @@ def _read_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     return info if isinstance(info, dict) else {}
 
+
 def is_static_model(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds a model built by :func:`build_static_model` (any version)."""
     return _read_info(folder).get("name") == NAME
 
+
 # Tokens gathered before the whole embedding matrix is widened to float32 once (about the
 # tokens of 2,000 passages).
 _WIDEN_AFTER = 250_000
+
 
 class StaticEncoder:
     """A built model folder encoded with ``tokenizers`` and numpy: no torch, no sentence-transformers.

@@ -1,5 +1,8 @@
 """``navec-ru``: a Russian static embedding model built offline from natasha's navec news vectors.
 
+Why this module is long: it is one offline recipe (vocabulary, weights, whitening, back-off
+pieces, tokenizer, folder), and each step is measured against the others (see below).
+
 The ``natasha`` package ships Russian word vectors trained on news
 (``natasha/data/emb/navec_news_v1_1B_250K_300d_100q.tar``: 250,002 words, 300 dimensions, word
 counts included, MIT). :func:`build_static_model` turns them into an ordinary
@@ -52,12 +55,21 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.encoders.static import BUILD_INFO, DEFAULT_WINDOW, NAME, VERSION, navec_archive
+from ragkit.encoders.static import (
+    BUILD_INFO,
+    DEFAULT_WINDOW,
+    NAME,
+    VERSION,
+    _is_built,
+    cache_dir,
+    logger,
+    navec_archive,
+)
 from ragkit.errors import InvalidArgumentError, ModelLoadError
 from ragkit.format.checksums import sha256_file
 from ragkit.format.manifest import fsync_dir
 
-__all__ = ["build_static_model"]
+__all__ = ["build_static_model", "ensure_static_model", "resolve_static_model"]
 
 DEFAULT_SIF_A = 1e-4
 
@@ -81,6 +93,59 @@ _STATIC_EMBEDDING = {
     5: "sentence_transformers.models.StaticEmbedding",
     6: "sentence_transformers.sentence_transformer.modules.static_embedding.StaticEmbedding",
 }
+
+
+def resolve_static_model(name: str) -> tuple[str, str] | None:
+    """``(name to record, folder to load)`` for ``navec-ru`` or ``navec-ru-v<N>``, else None.
+
+    The current version is built on first use. An older version is used when its folder is
+    still in the cache (an index built by an earlier ragkit), else it is an error.
+    """
+    key = name.strip().lower()
+    if key == NAME:
+        version = VERSION
+    elif key.startswith(NAME + "-v") and key[len(NAME) + 2 :].isdigit():
+        version = int(key[len(NAME) + 2 :])
+    else:
+        return None
+    versioned = f"{NAME}-v{version}"
+    if version == VERSION:
+        return versioned, str(ensure_static_model())
+    folder = cache_dir() / versioned
+    if (folder / BUILD_INFO).is_file():
+        return versioned, str(folder)
+    raise ModelLoadError(
+        f"model {versioned!r} was built by another ragkit version and is not in {cache_dir()}; "
+        f"this ragkit builds {NAME}-v{VERSION}: rebuild the index with --model {NAME}"
+    )
+
+
+def ensure_static_model(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The built model folder, building it first if needed (once; concurrent callers wait).
+
+    ``folder`` defaults to ``cache_dir() / "navec-ru-v<VERSION>"``.
+    """
+    target = Path(folder) if folder is not None else cache_dir() / f"{NAME}-v{VERSION}"
+    if _is_built(target):
+        return target
+    import shutil
+
+    from filelock import FileLock
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target.parent / f".{target.name}.lock")):
+            if not _is_built(target):
+                if target.exists():  # a folder without a valid build record: not ours to trust
+                    raise ModelLoadError(f"{target} exists but holds no complete {NAME} model; remove it")
+                for stale in target.parent.glob(f".{target.name}.tmp-*"):  # a crashed build's
+                    shutil.rmtree(stale, ignore_errors=True)
+                logger.info("building %s into %s (first use)", NAME, target)
+                build_static_model(target)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot build {NAME} into {target}: {exc}") from exc
+    return target
+
 
 def build_static_model(
     target: str | os.PathLike[str],
@@ -132,6 +197,7 @@ def build_static_model(
         raise
     fsync_dir(target.parent)
     return target
+
 
 def _build_vocabulary(
     source: Path, *, sif_a: float | None, whiten: bool, stems: bool, max_words: int | None
@@ -226,6 +292,7 @@ def _build_vocabulary(
     summary = {"words": len(words), "stems": len(stem_tokens), "pieces": len(pieces), "tokens": len(tokens)}
     return tokens, matrix, summary
 
+
 def _unpack(pq: Any) -> np.ndarray:
     """navec's product-quantised vectors as a float32 matrix (``PQ.unpack``, a few times faster)."""
     codes, indexes = np.asarray(pq.codes, dtype=np.float32), np.asarray(pq.indexes)
@@ -234,6 +301,7 @@ def _unpack(pq: Any) -> np.ndarray:
     for q in range(qdim):
         out[:, q * sub : (q + 1) * sub] = codes[q][indexes[:, q]]
     return out
+
 
 def _normalize_words(words: list[str]) -> list[str]:
     """The tokenizer's normalisation of each word; plain lower-case words take a fast path."""
@@ -245,6 +313,7 @@ def _normalize_words(words: list[str]) -> list[str]:
         else:
             out.append(normalizer.normalize_str(word))
     return out
+
 
 def _char_pieces(words: list[str]) -> set[str]:
     """Every character of the vocabulary, and the frequent 2- and 3-grams of its common words.
@@ -258,6 +327,7 @@ def _char_pieces(words: list[str]) -> set[str]:
     grams = Counter(w[i : i + n] for w in common for n in (2, 3) for i in range(len(w) - n + 1))
     return chars | {g for g, c in grams.items() if c >= _NGRAM_MIN_COUNT}
 
+
 def _stem_all(words: list[str]) -> list[str]:
     """Snowball stems, the Russian stemmer for Cyrillic words, the English one for others."""
     import Stemmer  # PyStemmer
@@ -269,6 +339,7 @@ def _stem_all(words: list[str]) -> list[str]:
         for i, stem in zip(idx, Stemmer.Stemmer(language).stemWords([words[i] for i in idx])):
             out[i] = stem
     return out
+
 
 def _normalizer() -> Any:
     """Lower case, ``ё`` -> ``е``, combining marks (stress marks, accents) dropped, ``й`` kept.
@@ -288,6 +359,7 @@ def _normalizer() -> Any:
         ]
     )
 
+
 def _make_tokenizer(tokens: list[str], window: int) -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -301,6 +373,7 @@ def _make_tokenizer(tokens: list[str], window: int) -> Any:
     tokenizer.decoder = decoders.WordPiece(prefix=_PIECE)
     tokenizer.enable_truncation(max_length=window)
     return tokenizer
+
 
 def _write_folder(
     folder: Path, tokenizer: Any, weights: np.ndarray, source: Path, params: dict[str, Any], counts: dict[str, int]
@@ -345,6 +418,7 @@ def _write_folder(
             os.fsync(fh.fileno())
     fsync_dir(folder)
 
+
 def _readme(info: dict[str, Any]) -> str:
     return (
         f"# {info['name']} v{info['version']}\n\n"
@@ -359,6 +433,7 @@ def _readme(info: dict[str, Any]) -> str:
         "model = SentenceTransformer(PATH_OF_THIS_FOLDER, device='cpu')\n```\n\n"
         f"Build parameters: `{json.dumps(info['params'], sort_keys=True)}`\n"
     )
+
 
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

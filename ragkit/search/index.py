@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragkit.lexical.analysis import detect_language
-from ragkit.format.checksums import check
 from ragkit.documents import SearchResult
 from ragkit.encoders.embedder import Embedder
 from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
-from ragkit.store.filters import Filters
-from ragkit.search.fusion import Fused, FusionConfig, fuse
-from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.format.checksums import check
 from ragkit.format.manifest import read_manifest
 from ragkit.format.pinning import PinnedFiles
+from ragkit.lexical.analysis import detect_language
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.search.fusion import Fused, FusionConfig, fuse
+from ragkit.store.filters import Filters
 from ragkit.store.sqlite import Store
 from ragkit.vectors.faiss_index import VectorIndex
 
@@ -40,10 +41,7 @@ class Index:
         self._pinned = pinned
         # Parts are read from the pinned files of this generation (see ragkit.format.pinning).
         self._data = pinned.folder if pinned is not None else path
-        self._vectors: VectorIndex | None = None
         self._store: Store | None = None
-        self._lexical: LexicalIndex | None = None
-        self._doc_lexical: LexicalIndex | None = None
         self._doc_rows: np.ndarray | None = None
         self._passage_docs: dict[int, str] | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
@@ -144,7 +142,7 @@ class Index:
                 self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
                                           passage_prompt=m.get("passage_prompt"))
                 return self._embedder
-            from ragkit.encoders.onnx_runtime import OnnxEncoderError
+            from ragkit.errors import OnnxEncoderError
 
             def load(folder: Path) -> Embedder:
                 embedder = Embedder(m["name"], query_prompt=m.get("query_prompt", ""),
@@ -161,25 +159,19 @@ class Index:
                 self._embedder = load(self._pinned.materialize(encoder["dir"]))
         return self._embedder
 
-    @property
+    @cached_property
     def vectors(self) -> VectorIndex:
-        if self._vectors is None:
-            v = self.manifest["vectors"]
-            self._vectors = VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
-                                             params=v.get("search"))
-        return self._vectors
+        v = self.manifest["vectors"]
+        return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
+                                params=v.get("search"))
 
-    @property
+    @cached_property
     def lexical(self) -> LexicalIndex:
-        if self._lexical is None:
-            self._lexical = LexicalIndex.load(self._data / self.manifest["lexical"]["dir"])
-        return self._lexical
+        return LexicalIndex.load(self._data / self.manifest["lexical"]["dir"])
 
-    @property
+    @cached_property
     def doc_lexical(self) -> LexicalIndex:
-        if self._doc_lexical is None:
-            self._doc_lexical = LexicalIndex.load(self._data / self.manifest["lexical"]["documents_dir"])
-        return self._doc_lexical
+        return LexicalIndex.load(self._data / self.manifest["lexical"]["documents_dir"])
 
     @property
     def store(self) -> Store:
