@@ -27,7 +27,8 @@ app = typer.Typer(
 )
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", "-i", help="Index folder [default: ./index].")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="sentence-transformers model name or local path [default: the packaged all-MiniLM-L6-v2].")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="The index's model: sentence-transformers name or local path, or navec-ru [default: the index's own].")]
+BuildModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="sentence-transformers model name or local path, or navec-ru [default: by the corpus language: navec-ru for Russian, else the packaged all-MiniLM-L6-v2].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -88,7 +89,7 @@ def _report(result, as_json: bool, verb: str) -> None:  # noqa: ANN001
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
     index_dir: IndexOpt = None,
-    model: ModelOpt = None,
+    model: BuildModelOpt = None,
     index_type: Annotated[str, typer.Option(
         "--index-type", "--factory",
         help="auto, flat, hnsw, hnsw-sq8, ivf-sq8, ivfpq, or a FAISS factory string (auto: exact up to 100k "
@@ -294,7 +295,7 @@ def _vectors_line(v: dict) -> str:
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout folder (corpus.jsonl[.gz], queries.jsonl, qrels/).", show_default=False)],
     index_dir: IndexOpt = None,
-    model: ModelOpt = None,
+    model: BuildModelOpt = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     mode: ModeOpt = "hybrid",
     compare: Annotated[bool, typer.Option("--compare", help="Run lexical, dense and hybrid side by side.")] = False,
