@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import ragkit
 
 ARTICLES = [
@@ -61,10 +63,11 @@ def ranking(results) -> list[tuple[str, int, int, float]]:
 
 # Options each adapter must rank exactly as Index.search does.
 OPTION_GRID = [
-    ("новые станции метро", {}),
-    ("снегопад и транспорт", {"mode": "lexical", "k": 5}),
-    ("спорт чемпионат", {"mode": "dense", "k": 3, "per_doc": 1}),
-    ("Москва", {"k": 6, "per_doc": None, "filters": ragkit.Filters(since="2024-01-01", until="2025-12-31")}),
-    ("новости Москвы", {"k": 8, "filters": ragkit.Filters(source="moscow/*"),
-                        "fusion": ragkit.FusionConfig(method="rrf", dense_weight=0.5)}),
+    pytest.param("новые станции метро", {}, id="defaults"),
+    pytest.param("снегопад и транспорт", {"mode": "lexical", "k": 5}, id="lexical"),
+    pytest.param("спорт чемпионат", {"mode": "dense", "k": 3, "per_doc": 1}, id="dense-per-doc-1"),
+    pytest.param("Москва", {"k": 6, "per_doc": None, "filters": ragkit.Filters(since="2024-01-01", until="2025-12-31")},
+                 id="dates-no-cap"),
+    pytest.param("новости Москвы", {"k": 8, "filters": ragkit.Filters(source="moscow/*"),
+                                    "fusion": ragkit.FusionConfig(method="rrf", dense_weight=0.5)}, id="source-rrf"),
 ]
