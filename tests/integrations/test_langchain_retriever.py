@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
+from news_corpus import news_index, news_index_path, slow_index, ticks_while  # noqa: F401 (fixtures)
 
 import ragkit
 
