@@ -16,15 +16,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ._common import (
-    IndexHandle,
-    SearchOptions,
-    build,
-    metadata,
-    missing_extra,
-    passage_id,
-    ragkit_document,
-)
+from ._common import IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id, ragkit_document
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -80,14 +72,8 @@ class RagkitRetriever(BaseRetriever):
         return self._documents(await self._handle.asearch(query, self._options(**options)))
 
     @classmethod
-    def from_documents(
-        cls,
-        documents: Iterable[Document],
-        index_dir: str | os.PathLike[str],
-        *,
-        model: str | None = None,
-        **options: Any,
-    ) -> RagkitRetriever:
+    def from_documents(cls, documents: Iterable[Document], index_dir: str | os.PathLike[str], *,
+                       model: str | None = None, **options: Any) -> RagkitRetriever:
         """Build a ragkit index at ``index_dir`` from LangChain documents and retrieve from it.
 
         Each document's id (``Document.id``, else metadata ``doc_id`` or ``id``), ``title``,

@@ -18,17 +18,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ._common import (
-    FiltersLike,
-    FusionLike,
-    IndexHandle,
-    SearchOptions,
-    build,
-    metadata,
-    missing_extra,
-    passage_id,
-    ragkit_document,
-)
+from ._common import (FiltersLike, FusionLike, IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id,
+                      ragkit_document)
 
 try:
     from llama_index.core.callbacks import CallbackManager
@@ -85,14 +76,8 @@ class RagkitRetriever(BaseRetriever):
         return _nodes(await self._handle.asearch(query_bundle.query_str, self._options()))
 
     @classmethod
-    def from_documents(
-        cls,
-        documents: Iterable[Document],
-        index_dir: str | os.PathLike[str],
-        *,
-        model: str | None = None,
-        **options: Any,
-    ) -> RagkitRetriever:
+    def from_documents(cls, documents: Iterable[Document], index_dir: str | os.PathLike[str], *,
+                       model: str | None = None, **options: Any) -> RagkitRetriever:
         """Build a ragkit index at ``index_dir`` from LlamaIndex documents and retrieve from it.
 
         Each document's ``id_``, its ``title``, ``date`` (ISO), ``source`` and ``url`` metadata
