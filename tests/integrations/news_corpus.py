@@ -1,7 +1,4 @@
-"""The framework adapter tests' material: a small real Russian news corpus, a real ragkit index of
-it (navec-ru, FAISS, BM25) built once per session, what the tests compare, and helpers to watch
-the event loop. Test modules import the fixtures they use from here (no conftest.py in this
-folder: the top-level tests import names from theirs with ``from conftest import ...``)."""
+"""A small real Russian news corpus for the framework adapter tests, and what they compare."""
 
 from __future__ import annotations
 
@@ -74,61 +71,3 @@ OPTION_GRID = [
     pytest.param("новости Москвы", {"k": 8, "filters": ragkit.Filters(source="moscow/*"),
                                     "fusion": ragkit.FusionConfig(method="rrf", dense_weight=0.5)}, id="source-rrf"),
 ]
-
-
-@pytest.fixture(scope="session")
-def news_index_path(tmp_path_factory):
-    """A real index of DOCS: the model is chosen by language (navec-ru), several passages a document."""
-    path = tmp_path_factory.mktemp("adapters") / "index"
-    ragkit.build_index(DOCS, path, options=ragkit.BuildOptions(max_tokens=24))
-    return path
-
-
-@pytest.fixture(scope="session")
-def news_index(news_index_path):
-    return ragkit.Index.open(news_index_path)
-
-
-@pytest.fixture
-def slow_index(news_index_path):
-    """A real open index whose search sleeps 0.3 s first and records the thread it ran on: the
-    async tests see whether the event loop ran meanwhile."""
-    import threading
-    import time
-
-    index = ragkit.Index.open(news_index_path)
-    real_search, threads = index.search, []
-
-    def search(*args, **kwargs):
-        threads.append(threading.get_ident())
-        time.sleep(0.3)
-        return real_search(*args, **kwargs)
-
-    index.search = search
-    index.search_threads = threads
-    return index
-
-
-@pytest.fixture
-def ticks_while():
-    """``await ticks_while(awaitable)`` -> (its result, how many 10 ms ticks the loop ran meanwhile)."""
-    import asyncio
-
-    async def run(awaitable):
-        ticks = 0
-        done = asyncio.Event()
-
-        async def tick():
-            nonlocal ticks
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        try:
-            return await awaitable, ticks
-        finally:
-            done.set()
-            await ticker
-
-    return run

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
-from news_corpus import news_index, news_index_path, slow_index, ticks_while  # noqa: F401 (fixtures)
 
 import ragkit
+
+from .news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
 
 pytest.importorskip("langchain_core", reason="needs the langchain extra: pip install 'ragkit[langchain]'")
 standard = pytest.importorskip("langchain_tests.integration_tests",

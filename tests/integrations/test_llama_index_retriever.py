@@ -10,10 +10,10 @@ import sys
 import threading
 
 import pytest
-from news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
-from news_corpus import news_index, news_index_path, slow_index, ticks_while  # noqa: F401 (fixtures)
 
 import ragkit
+
+from .news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
 
 pytest.importorskip("llama_index.core", reason="needs the llama-index extra: pip install 'ragkit[llama-index]'")
 
