@@ -1,5 +1,5 @@
-"""ragkit's LangChain retriever: LangChain's own standard retriever tests, then ragkit's contract
-(metadata, offsets, same ranking as Index.search, per-call options, async), on a real index."""
+"""ragkit's LangChain retriever, beyond LangChain's standard tests (test_langchain_standard.py):
+metadata, offsets, the same ranking as Index.search, per-call options, async; on a real index."""
 
 from __future__ import annotations
 
@@ -12,34 +12,12 @@ import ragkit
 from .news_corpus import BY_ID, DOCS, OPTION_GRID, ranking
 
 pytest.importorskip("langchain_core", reason="needs the langchain extra: pip install 'ragkit[langchain]'")
-standard = pytest.importorskip("langchain_tests.integration_tests",
-                               reason="needs LangChain's standard tests: pip install 'ragkit[test-integrations]'")
 
 from langchain_core.documents import Document  # noqa: E402
 
 from ragkit.integrations.langchain import RagkitRetriever  # noqa: E402
 
 METADATA = {"doc_id", "title", "date", "source", "url", "start", "end", "rank", "score", "scores", "mode"}
-
-
-class TestRagkitRetrieverStandard(standard.RetrieversIntegrationTests):
-    """LangChain's suite as it ships: no standard test overridden or skipped."""
-
-    @pytest.fixture(autouse=True)
-    def _index_path(self, news_index_path):
-        self.index_path = news_index_path
-
-    @property
-    def retriever_constructor(self) -> type[RagkitRetriever]:
-        return RagkitRetriever
-
-    @property
-    def retriever_constructor_params(self) -> dict:
-        return {"index": str(self.index_path)}
-
-    @property
-    def retriever_query_example(self) -> str:
-        return "новые станции метро в Москве"
 
 
 def _ranking(docs: list[Document]) -> list[tuple[str, int, int, float]]:
