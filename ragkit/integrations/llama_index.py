@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ragkit import InvalidArgumentError
+
 from ._common import (FiltersLike, FusionLike, IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id,
                       ragkit_document)
 
@@ -25,6 +27,7 @@ try:
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.retrievers import BaseRetriever
     from llama_index.core.schema import Document, NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.types import FilterCondition, MetadataFilter, MetadataFilters
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
     raise missing_extra("llama-index", "LlamaIndex", exc) from exc
 
@@ -39,7 +42,8 @@ class RagkitRetriever(BaseRetriever):
     ``index`` is the index folder (opened on first use, then kept) or an open ``ragkit.Index``;
     ``similarity_top_k`` is the number of passages, as in LlamaIndex's own retrievers.
     ``mode``, ``filters``, ``per_doc`` and ``fusion`` are the options of ``ragkit.Index.search``:
-    ``filters`` a ``ragkit.Filters`` or a mapping of ``since``/``until``/``source``, ``fusion`` a
+    ``filters`` a ``ragkit.Filters``, a mapping of ``since``/``until``/``source`` or LlamaIndex
+    ``MetadataFilters`` that ragkit can apply (see :func:`ragkit_filters`), ``fusion`` a
     ``ragkit.FusionConfig`` or a mapping of its fields. They are attributes one may change.
     """
 
@@ -49,7 +53,7 @@ class RagkitRetriever(BaseRetriever):
         similarity_top_k: int = 4,
         *,
         mode: str = "hybrid",
-        filters: FiltersLike = None,
+        filters: FiltersLike | MetadataFilters = None,
         per_doc: int | None = 3,
         fusion: FusionLike = None,
         callback_manager: CallbackManager | None = None,
@@ -65,7 +69,7 @@ class RagkitRetriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _options(self) -> SearchOptions:
-        return SearchOptions.of(k=self.similarity_top_k, mode=self.mode, filters=self.filters,
+        return SearchOptions.of(k=self.similarity_top_k, mode=self.mode, filters=ragkit_filters(self.filters),
                                 per_doc=self.per_doc, fusion=self.fusion)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -86,6 +90,30 @@ class RagkitRetriever(BaseRetriever):
         """
         docs = (ragkit_document(d.text, d.metadata, d.id_, i) for i, d in enumerate(documents))
         return cls(build(docs, index_dir, model), **options)
+
+
+# The LlamaIndex metadata filters ragkit applies before ranking, and the ragkit filters they set.
+_APPLIED = {("date", ">="): ("since",), ("date", "<="): ("until",), ("date", "=="): ("since", "until"),
+            ("source", "=="): ("source",)}
+
+
+def ragkit_filters(filters: FiltersLike | MetadataFilters) -> FiltersLike:
+    """LlamaIndex ``MetadataFilters`` as ragkit filters: an AND of ``date >= D``, ``date <= D``,
+    ``date == D`` (ISO dates) and ``source == GLOB``; anything else is an InvalidArgumentError.
+    Filters of other kinds are returned as they are."""
+    if not isinstance(filters, MetadataFilters):
+        return filters
+    if filters.condition not in (None, FilterCondition.AND):
+        raise InvalidArgumentError(f"ragkit applies metadata filters joined by 'and', not {filters.condition.value!r}")
+    out: dict[str, str] = {}
+    for f in filters.filters:
+        targets = _APPLIED.get((f.key, f.operator.value)) if isinstance(f, MetadataFilter) else None
+        if targets is None:
+            what = f"{f.key} {f.operator.value}" if isinstance(f, MetadataFilter) else "nested MetadataFilters"
+            raise InvalidArgumentError(f"ragkit cannot apply the metadata filter {what!r} "
+                                       "(it applies date >=, <=, == and source == before ranking)")
+        out.update(dict.fromkeys(targets, str(f.value)))
+    return out
 
 
 def _nodes(results: Iterable[Any]) -> list[NodeWithScore]:

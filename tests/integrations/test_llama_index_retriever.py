@@ -149,3 +149,22 @@ print(json.dumps({{"ids": [h.node.id_ for h in hits], "loaded": [m for m in ("nl
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["loaded"] == []
     assert "a" in out["ids"] and any(i.startswith("ruble:") for i in out["ids"])
+
+
+def test_llama_index_metadata_filters_apply_before_ranking(news_index, news_index_path):
+    from llama_index.core.vector_stores.types import FilterCondition, MetadataFilter, MetadataFilters
+
+    filters = MetadataFilters(filters=[MetadataFilter(key="date", value="2024-01-01", operator=">="),
+                                       MetadataFilter(key="date", value="2024-12-31", operator="<="),
+                                       MetadataFilter(key="source", value="moscow/*")])
+    hits = RagkitRetriever(news_index_path, 5, filters=filters).retrieve("новые станции метро")
+    expected = news_index.search("новые станции метро", k=5,
+                                 filters=ragkit.Filters(since="2024-01-01", until="2024-12-31", source="moscow/*"))
+    assert _ranking(hits) == ranking(expected) and {h.node.metadata["doc_id"] for h in hits} == {"metro"}
+    one_day = MetadataFilters(filters=[MetadataFilter(key="date", value="2023-09-30")])
+    assert {h.node.ref_doc_id for h in RagkitRetriever(news_index_path, 5, filters=one_day).retrieve("театр")} == {"theatre"}
+    with pytest.raises(ragkit.InvalidArgumentError, match="'title =='"):
+        RagkitRetriever(news_index_path, filters=MetadataFilters(filters=[MetadataFilter(key="title", value="x")]))
+    with pytest.raises(ragkit.InvalidArgumentError, match="joined by 'and'"):
+        RagkitRetriever(news_index_path, filters=MetadataFilters(filters=[MetadataFilter(key="source", value="x")],
+                                                                 condition=FilterCondition.OR))
