@@ -13,9 +13,9 @@ reader never follows a link out of the index folder.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import shutil
 import tempfile
 import weakref
 from collections.abc import Iterable
@@ -38,7 +38,17 @@ def _release(fds: list[int], folder: str | None) -> None:
         except OSError:
             pass
     if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_tree(folder)
+
+
+def _remove_tree(folder: str) -> None:
+    """Remove a folder this module made (links and copies only; never follows a link)."""
+    for parent, dirs, files in os.walk(folder, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(parent, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
 
 
 class PinnedFiles:
@@ -79,7 +89,7 @@ class PinnedFiles:
         links of :attr:`folder` resolve to nothing, while the descriptors still read.
         """
         target = Path(tempfile.mkdtemp(prefix="ragkit-reader-copy-"))
-        weakref.finalize(self, shutil.rmtree, str(target), True)
+        weakref.finalize(self, _remove_tree, str(target))
         prefix = folder.rstrip("/") + "/"
         for name, fd in self._names.items():
             if name.startswith(prefix):
