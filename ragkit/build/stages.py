@@ -49,7 +49,7 @@ def collect(
             docs, report = load_documents(source_paths)
             progress.finish()
     if not docs and not (allow_empty and not items):
-        detail = f" ({report.summary()})" if report.files or report.skipped else ""
+        detail = f" ({report.summary(reasons=3)})" if report.files or report.skipped else ""
         raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
     seen: set[str] = set()
     for d in docs:
