@@ -75,6 +75,9 @@ def _page(record: object, location: str, report: LoadReport, source: str) -> tup
     if len(data) > MAX_PAGE_BYTES:
         report._skip(location, f"page larger than {mib(MAX_PAGE_BYTES)}; not read")
         return None
+    if getattr(record.raw_stream, "limit", 0) > 0:  # type: ignore[attr-defined]  # bytes its Content-Length promised
+        report._skip(location, f"{url or 'response'}: record truncated (the archive ends inside it)")
+        return None
     if not url:
         report._skip(location, "response without WARC-Target-URI")
         return None
