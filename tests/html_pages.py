@@ -14,6 +14,9 @@ import zlib
 from dataclasses import dataclass
 
 LAYOUTS = ("news_ru", "blog", "portal", "jsonld")
+# Harder: lead paragraphs of other stories, an inline "read also" link and a photo caption in
+# the body, partner teasers, comments under class names trafilatura does not know.
+HARD_LAYOUTS = ("dense",)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,26 @@ def page(article: Article, layout: str) -> tuple[str, list[str]]:
         doc = (f'<nav class="navbar">{_links(b["menu"], "nav")}</nav><main><h1>{title}</h1>{body}</main>'
                f'<section class="recommended">{cards}</section>'
                f'<div class="disqus">{comments}</div><div class="subscribe">{_p(b["extra"][0])}</div>{footer}')
+    elif layout == "dense":
+        leads = "".join(f'<div class="lead-item"><a href="/m/{i}"><h3>{html.escape(t)}</h3></a>{_p(c)}</div>'
+                        for i, (t, c) in enumerate(zip(b["related"], b["comments"])))
+        half = len(article.paragraphs) // 2 or 1
+        inline = (f'<p><b>{"Читайте также" if article.lang == "ru" else "Read also"}:</b> '
+                  f'<a href="/r/9">{html.escape(b["extra"][0])}</a></p>')
+        figure = f'<figure><img src="/i.jpg"><figcaption>{html.escape(b["footer"][1])}</figcaption></figure>'
+        talk = "".join(f'<div class="talk-item"><div class="nick">reader{i}</div><p>{html.escape(c)}</p></div>'
+                       for i, c in enumerate(b["comments"]))
+        teasers = "".join(f'<div class="partner-teaser"><p>{html.escape(t)}</p></div>' for t in b["related"])
+        head += f'<meta property="article:published_time" content="{article.date}T07:15:00+03:00">'
+        doc = (f'<header>{_links(b["menu"], "menu")}</header><div class="main-news">{leads}</div>'
+               f'<div class="article-page"><h1>{title}</h1><div class="typography">'
+               + "".join(_p(t) for t in article.paragraphs[:half]) + inline + figure
+               + "".join(_p(t) for t in article.paragraphs[half:])
+               + f'</div><div class="share">{html.escape(b["menu"][0])}</div></div>'
+               f'<div class="partners">{teasers}</div><div class="talk">{talk}</div>'
+               f'<div class="bottom">{_p(b["footer"][0])}{_p(b["extra"][1])}</div>')
+        lines = list(b["related"]) + list(b["comments"]) + list(b["footer"]) + list(b["extra"])
+        return f'<!DOCTYPE html><html lang="{article.lang}"><head>{head}</head><body>{doc}</body></html>', lines
     else:
         raise ValueError(f"unknown layout {layout!r}")
     lines = [line for group in ("related", "comments", "footer", "extra") for line in b[group]]

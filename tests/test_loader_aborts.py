@@ -77,7 +77,13 @@ def test_980_nested_folders(tmp_path: Path) -> None:
         deep = deep / "d"
         deep.mkdir()
     (deep / "leaf.txt").write_text("Глубоко вложенная папка хранит заметку о перелётных птицах.", encoding="utf-8")
-    rc, out, err = _index(tmp_path, folder)
+    try:
+        rc, out, err = _index(tmp_path, folder)
+    finally:  # remove the chain leaf first: pytest's own cleanup (shutil.rmtree) recurses and fails on it
+        (deep / "leaf.txt").unlink()
+        while deep != folder:
+            deep.rmdir()
+            deep = deep.parent
     assert rc == 0, err
     assert out["documents"] == 2 and out["skipped"] == []
 

@@ -45,8 +45,12 @@ class NoMainText(ValueError):
     """trafilatura found no article text in the page."""
 
 
-def extract_page(data: bytes, url: str | None = None) -> Page:
+def extract_page(data: bytes, url: str | None = None, *, precision: bool = True) -> Page:
     """The main text and metadata of one HTML page (``url``: where it was fetched from).
+
+    ``precision``: trafilatura's ``favor_precision``. On the benchmark pages
+    (benchmarks/ingest_bench.py) it kept the same article text and let in less boilerplate
+    from the hardest layout than the balanced default, so it is ragkit's default.
 
     Raises :class:`NoMainText` when there is no article text and
     :class:`~ragkit.ingest.report.MissingExtraError` without the ``formats`` extra.
@@ -58,7 +62,7 @@ def extract_page(data: bytes, url: str | None = None) -> Page:
         raise NoMainText("not an HTML page (nothing to parse)")
     language = _language(tree)
     found = trafilatura.bare_extraction(tree, url=url, with_metadata=True, include_comments=False,
-                                        include_tables=True, deduplicate=False)
+                                        include_tables=True, deduplicate=False, favor_precision=precision)
     text = (getattr(found, "text", None) or "").strip() if found is not None else ""
     if not text:
         raise NoMainText("no main text found in the page")
