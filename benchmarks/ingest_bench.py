@@ -203,27 +203,76 @@ def where_at_scale(n: int, tmp: Path) -> dict:
     return out
 
 
+def warc_memory(articles: list[Article], tmp: Path, payload_mb: int) -> dict:
+    """Peak memory of loading a large WARC in a fresh process: one big non-HTML response
+    (random bytes) among the HTML pages, against a WARC of the same pages alone."""
+    import subprocess
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    pages = [(f"https://www.ng.ru/m/{i}.html", page(a, layout)[0].encode("utf-8"), "2024-05-04T06:00:00Z")
+             for i, (a, layout) in enumerate((a, layout) for a in articles for layout in LAYOUTS)]
+    small, big = tmp / "small.warc", tmp / "big.warc"
+    write_warc(small, pages, extra=False)
+    blob = tmp / "blob.bin"
+    with open(blob, "wb") as fh:
+        for _ in range(payload_mb):
+            fh.write(os.urandom(1 << 20))
+    with open(big, "wb") as out:
+        out.write(small.read_bytes())
+        writer = WARCWriter(out, gzip=False)
+        with open(blob, "rb") as payload:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "video/mp4")], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record("https://www.ng.ru/video.mp4", "response", payload=payload,
+                                                          length=payload_mb << 20, http_headers=http))
+        out.write(small.read_bytes())
+    blob.unlink()
+    script = ("import resource, sys\nfrom ragkit.ingest.loaders import load_documents\n"
+              "docs, report = load_documents([sys.argv[1]])\n"
+              "print(len(docs), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    out: dict = {}
+    for name, path in (("pages_only", small), ("with_big_record", big)):
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+        n, rss_kb = run.stdout.split()
+        out[name] = {"file_mb": path.stat().st_size / 1e6, "documents": int(n), "peak_rss_mb": int(rss_kb) / 1024,
+                     "seconds": time.perf_counter() - start}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--articles", type=int, default=6)
     ap.add_argument("--copies", type=int, default=4, help="repeat the pages for throughput")
     ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--warc-mb", type=int, default=2048, help="size (MB) of the big record in the WARC memory check")
+    ap.add_argument("--parts", default="quality,throughput,where,memory")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     import logging
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     articles = _articles(args.articles)
     with tempfile.TemporaryDirectory(prefix="ragkit-ingest-") as tmp_name:
         tmp = Path(tmp_name)
-        result = {"environment": environment(("ragkit", "trafilatura", "lxml", "warcio", "pypdf", "python-docx", "numpy")),
-                  "load_average": os.getloadavg(),
-                  "quality": quality(articles, tmp),
-                  "quality_by_mode": quality_by_mode(articles),
-                  "throughput": throughput(articles, tmp, args.copies),
-                  "where": where_at_scale(args.docs, tmp)}
-        result["load_average_after"] = os.getloadavg()
+        target = RESULTS / "ingest.json"
+        result = json.loads(target.read_text(encoding="utf-8")) if target.is_file() and parts != {"quality", "throughput", "where", "memory"} else {}
+        result["environment"] = environment(("ragkit", "trafilatura", "lxml", "warcio", "pypdf", "python-docx", "numpy"))
+        load = {"before": os.getloadavg()}
+        if "quality" in parts:
+            result["quality"] = quality(articles, tmp)
+            result["quality_by_mode"] = quality_by_mode(articles)
+        if "throughput" in parts:
+            result["throughput"] = throughput(articles, tmp, args.copies)
+        if "where" in parts:
+            result["where"] = where_at_scale(args.docs, tmp)
+        if "memory" in parts:
+            result["warc_memory"] = warc_memory(articles, tmp, args.warc_mb)
+        load["after"] = os.getloadavg()
+        result.setdefault("load_average", {})[",".join(sorted(parts))] = load
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, ensure_ascii=False, indent=2))
 
 

@@ -112,3 +112,19 @@ def test_store_written_before_metadata_opens(tmp_path: Path) -> None:
     assert store.allowed_passages(Filters(where={"author": "x"})).tolist() == []
     assert store.allowed_passages(Filters(since="2023-01-01")).tolist() == [0]
     assert store.document_ids(Filters(where={"author": "x"})) == []
+
+
+def test_update_keeps_metadata_of_kept_documents(tmp_path: Path) -> None:
+    from ragkit import update_index
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text(json.dumps(RECORDS[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    build_index([corpus], tmp_path / "index")
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps(RECORDS[2], ensure_ascii=False) + "\n", encoding="utf-8")
+    update_index(tmp_path / "index", add=[extra])
+    with Index.open(tmp_path / "index") as idx:
+        assert idx.store.document("a").metadata["tags"] == ["школы", "дороги"]
+        assert _ids(idx, where={"site": "ng.ru"}) == ["a", "c"]
+        assert _ids(idx, where={"author": "Петров"}) == ["c"]

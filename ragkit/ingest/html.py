@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.documents import Document
-from ragkit.ingest.report import LoadReport, display_path, mib, require
+from ragkit.ingest.report import LoadReport, display_path, mib, quiet_logs, require
 from ragkit.ingest.text import first_sentence_title, iso_date
 
 __all__ = ["MAX_PAGE_BYTES", "Page", "extract_page", "iter_html_file"]
@@ -57,6 +57,7 @@ def extract_page(data: bytes, url: str | None = None, *, precision: bool = True)
     """
     trafilatura = require("trafilatura", "HTML")
     require("lxml_html_clean", "HTML (trafilatura with lxml 5.2 or later)")
+    quiet_logs("htmldate", "courlan", "justext")
     tree = trafilatura.load_html(data)
     if tree is None:
         raise NoMainText("not an HTML page (nothing to parse)")

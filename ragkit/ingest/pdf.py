@@ -13,7 +13,6 @@ pages, one with no text on any page (a scan: it needs OCR first), one whose text
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ _PAGE_SEPARATOR = "\n\n"
 def iter_pdf(path: Path, doc_id: str, report: LoadReport, stem: str) -> Iterator[tuple[str, Document]]:
     """The one document of a PDF file."""
     pypdf = require("pypdf", "PDF")
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings on sloppy files are not ours to print
     with open(path, "rb") as fh:
         reader = pypdf.PdfReader(fh)
         if reader.is_encrypted and not _opens_without_password(reader):

@@ -93,6 +93,21 @@ class MissingExtraError(ImportError):
 def require(module: str, what: str, extra: str = "formats") -> ModuleType:
     """Import an optional package, or raise :class:`MissingExtraError` naming the extra."""
     try:
-        return import_module(module)
+        imported = import_module(module)
     except ImportError as exc:
         raise MissingExtraError(f"{what} needs {module.split('.')[0]}: pip install 'ragkit[{extra}]' ({exc})") from exc
+    quiet_logs(module.split(".")[0])
+    return imported
+
+
+def quiet_logs(*names: str) -> None:
+    """Keep these libraries' log records off a bare stderr.
+
+    The format libraries log warnings and errors about every sloppy file they read; without a
+    handler of the application's, Python prints those on stderr. A NullHandler on their logger
+    stops that and still lets an application's own logging configuration see them.
+    """
+    for name in names:
+        library = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in library.handlers):
+            library.addHandler(logging.NullHandler())
