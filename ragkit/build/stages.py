@@ -22,6 +22,7 @@ from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError, ModelMismatchError
 from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker
 from ragkit.ingest.loaders import LoadReport, load_documents
+from ragkit.ingest.report import display_path
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import Progress
 from ragkit.vectors.faiss_index import VectorIndex
@@ -49,14 +50,14 @@ def collect(
             docs, report = load_documents(source_paths)
             progress.finish()
     if not docs and not (allow_empty and not items):
-        detail = f" ({report.summary()})" if report.files or report.skipped else ""
+        detail = f" ({report.summary(reasons=3)})" if report.files or report.skipped else ""
         raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
     seen: set[str] = set()
     for d in docs:
         if d.id in seen:
             raise InvalidArgumentError(f"duplicate document id {d.id!r}")
         seen.add(d.id)
-    return docs, report, source_paths
+    return docs, report, [display_path(p) for p in source_paths]  # as the manifest can hold them (UTF-8)
 
 
 def chunk(  # noqa: ANN202

@@ -87,7 +87,7 @@ def _report(result, as_json: bool, verb: str) -> None:  # noqa: ANN001
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz; with ragkit[formats]: .html, .htm, .warc, .warc.gz, .pdf, .docx).", show_default=False)],
     index_dir: IndexOpt = None,
     model: BuildModelOpt = None,
     index_type: Annotated[str, typer.Option(
@@ -177,6 +177,10 @@ def search(
     since: Annotated[Optional[str], typer.Option(help="Only documents dated on or after YYYY-MM-DD.")] = None,
     until: Annotated[Optional[str], typer.Option(help="Only documents dated on or before YYYY-MM-DD.")] = None,
     source: Annotated[Optional[str], typer.Option(help="Only documents whose source path matches this glob.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FIELD=VALUE",
+        help="Only documents whose metadata FIELD equals VALUE (repeat: all fields must match; "
+             "the same field twice: either value).")] = None,
     per_doc: Annotated[int, typer.Option("--per-doc", help="At most this many passages per document (0: no limit).")] = 3,
     dense_weight: DenseWeightOpt = None,
     fusion: FusionOpt = "convex",
@@ -186,14 +190,14 @@ def search(
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
         from ragkit.errors import InvalidArgumentError
-        from ragkit.store.filters import Filters
+        from ragkit.store.filters import Filters, parse_where
 
         if k < 1:
             raise InvalidArgumentError(f"-k must be at least 1, got {k}")
         if per_doc < 0:
             raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
-        filters = Filters(since=since, until=until, source=source)
+        filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
         results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)

@@ -346,6 +346,7 @@ class Index:
             out.append(SearchResult(
                 rank=len(out) + 1, score=float(ranked.scores[i]), doc_id=p.doc_id, title=p.title, date=p.date,
                 source=p.source, start=p.start, end=p.end, text=p.text, url=p.url, mode=mode, scores=components,
+                page=p.page, metadata=p.metadata,
             ))
         return out
 
