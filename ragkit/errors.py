@@ -27,6 +27,11 @@ class IndexFormatError(RagkitError):
 class ModelMismatchError(RagkitError):
     """The index was built with another embedding model or dimension than the one asked for."""
 
+    @classmethod
+    def dimensions(cls, model: str, got: int, index: object, expected: int) -> ModelMismatchError:
+        return cls(f"model {model!r} now gives {got}-dimensional vectors; "
+                   f"index {index} holds {expected}-dimensional ones: rebuild it")
+
 
 class ModelLoadError(RagkitError):
     """The embedding model cannot be found or loaded."""
