@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .documents import Document, Passage, SearchResult
+from .documents import Document, Passage, SearchResult, search_response
 from .errors import (
     EmptyCorpusError,
     IndexFormatError,
@@ -60,6 +60,7 @@ __all__ = [
     "update_index",
     "load_beir",
     "load_documents",
+    "search_response",
 ]
 
 _LAZY = {

@@ -184,6 +184,7 @@ def search(
 ) -> None:
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
+        from .documents import search_response
         from .errors import InvalidArgumentError
         from .filters import Filters
 
@@ -198,7 +199,7 @@ def search(
         results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)
         for q, res in zip(texts, results):
             if as_json:
-                typer.echo(json.dumps({"query": q, "mode": mode, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
+                typer.echo(json.dumps(search_response(q, mode, res), ensure_ascii=False))
             else:
                 from .console import print_results
 
