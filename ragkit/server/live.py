@@ -69,7 +69,10 @@ class LiveIndex:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        signature = _signature(self.path)
+        try:
+            signature = _signature(self.path)  # before opening: a commit in between is seen at the next check
+        except OSError:
+            signature = (0, 0, 0)  # no manifest: Index.open says what is wrong
         self._current = _Generation(self._open(None), signature)
 
     # -- reading ---------------------------------------------------------------------------

@@ -6,16 +6,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 import ragkit
 
 from .service import SearchParams, Service
+
+
+async def _run(fn: Callable[[], Any]) -> Any:
+    """``fn`` on a worker thread; a ragkit error reaches the client as the tool's error text."""
+    try:
+        return await to_thread.run_sync(fn)
+    except ragkit.RagkitError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def build_mcp(service: Service) -> MCPServer:
@@ -31,19 +40,18 @@ def build_mcp(service: Service) -> MCPServer:
         start, end (character offsets in the document) and the passage text.
         """
         params = SearchParams(k=k, mode=mode, since=since, until=until, source=source, per_doc=per_doc)
-        out = await to_thread.run_sync(lambda: service.search([query], params, index))
-        return out[0]
+        return (await _run(lambda: service.search([query], params, index)))[0]
 
     @server.tool()
     async def get_document(doc_id: str, start: int | None = None, end: int | None = None,
                            index: str | None = None) -> dict[str, Any]:
         """The whole document with this id; with start/end (from a search result) its span too."""
-        return await to_thread.run_sync(lambda: service.document(doc_id, start, end, index))
+        return await _run(lambda: service.document(doc_id, start, end, index))
 
     @server.tool()
     async def info(index: str | None = None) -> dict[str, Any]:
         """What the index holds: model, counts, chunking, generation."""
-        return await to_thread.run_sync(lambda: service.info(index))
+        return await _run(lambda: service.info(index))
 
     return server
 
