@@ -36,11 +36,19 @@ ARTICLES = [
 ]
 
 
+SEED = Path(__file__).resolve().parent.parent / "seeds" / "000_aad6b44fa40b1e2f.txt"
+SEED_ID = "seed-technopolis"  # the real article in seeds/: long enough for several passages
+
+
 def documents():  # noqa: ANN201
     import ragkit
 
-    return [ragkit.Document(id=i, text=text, title=title, date=date, source=source)
-            for i, date, source, title, text in ARTICLES]
+    seed = SEED.read_text(encoding="utf-8").strip()
+    assert seed.startswith("date 2025-10-22 ")
+    docs = [ragkit.Document(id=SEED_ID, text=seed.removeprefix("date 2025-10-22 "), date="2025-10-22",
+                            title="Собянин: в Москве растут технопарки", source="seeds/technopolis.txt")]
+    return docs + [ragkit.Document(id=i, text=text, title=title, date=date, source=source)
+                   for i, date, source, title, text in ARTICLES]
 
 
 def build(path: Path) -> Path:

@@ -41,7 +41,7 @@ def test_uvicorn_serves_every_endpoint(server):
     assert batch[0] == got and batch[1]["query"] == "метро"
     doc = httpx.get(f"{url}/documents/bank-1", params={"start": 0, "end": 5}).json()
     assert doc["span"]["text"] == doc["text"][:5]
-    assert httpx.get(f"{url}/info").json()["counts"]["documents"] == 8
+    assert httpx.get(f"{url}/info").json()["counts"]["documents"] == 9
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
     page = httpx.get(f"{url}/", params={"q": QUERY})
     assert page.status_code == 200 and "<mark>ставку</mark>" in page.text
@@ -95,7 +95,7 @@ def _check_mcp(results, index):
     assert filtered.structured_content == cli_json(index, "Москва", "-k", "5", "--mode", "lexical", "--since", "2025-09-01",
                                                    "--source", "mos/*")
     assert doc.structured_content["span"]["text"] == doc.structured_content["text"][:5]
-    assert info.structured_content["counts"]["documents"] >= 8
+    assert info.structured_content["counts"]["documents"] >= 9
     assert bad.is_error and "k must be between 1 and 1000" in bad.content[0].text
     assert missing.is_error and "no document with id 'nope'" in missing.content[0].text
 
