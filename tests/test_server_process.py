@@ -148,3 +148,16 @@ def test_serve_cli_errors_are_one_line(news_index, tmp_path, monkeypatch):
         result = CliRunner().invoke(app, [*command, "--index", str(news_index)])
         assert result.exit_code == 1
         assert result.stderr.strip() == "ragkit: error: the server needs fastapi: pip install 'ragkit[server]'"
+
+
+def test_help_does_not_import_the_server_packages():
+    import sys
+
+    code = (
+        "import sys, ragkit; from ragkit.cli import app; from typer.testing import CliRunner; "
+        "rs = [CliRunner().invoke(app, a) for a in (['--help'], ['serve', '--help'], ['mcp', '--help'])]; "
+        "assert all(r.exit_code == 0 for r in rs), [r.output for r in rs]; "
+        "print([m for m in ('fastapi', 'starlette', 'uvicorn', 'mcp', 'jinja2', 'pydantic') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

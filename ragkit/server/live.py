@@ -66,7 +66,8 @@ class LiveIndex:
         self.path = Path(path)
         self.name = name or self.path.resolve().name
         self.poll = poll
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the swap and the use counts
+        self._refreshing = threading.Lock()  # one refresh at a time (the watcher and a write's own)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
@@ -118,6 +119,10 @@ class LiveIndex:
         A generation that cannot be opened (say a writer removed its files before we read
         them) leaves the current one serving; the next check tries again.
         """
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         try:
             signature = _signature(self.path)
         except OSError:
