@@ -5,8 +5,8 @@
 Corpus: the synthetic Russian news of ``query_bench.make_corpus`` (real sentences of the shared
 ``news-ru`` articles, one passage a document), indexed once by a real ``ragkit index`` process
 (navec-ru, exact FAISS at this size) into ``benchmarks/.cache/query-N`` (shared with
-``query_bench.py``) and reused. Queries: real
-headlines of ``news-ru/ng-title2doc``, hybrid mode, k = 10, the CLI's defaults.
+``query_bench.py``) and reused. Queries: real headlines of ``news-ru/ng-title2doc``, hybrid
+mode, k = 10, the CLI's defaults.
 
 Measured in one run, against one ``ragkit serve`` subprocess on 127.0.0.1 and a free port:
 - concurrency 1: each query timed in-process (``Index.search`` in this process, warm) and over
@@ -14,8 +14,10 @@ Measured in one run, against one ``ragkit serve`` subprocess on 127.0.0.1 and a 
   the server's overhead is the p50 of the HTTP times minus the p50 of the in-process times
   (and the median of the paired differences);
 - concurrency 8 and 32: that many client threads, one connection each: p50, p99, requests/s;
-- RSS of the server process over ``--rss-requests`` requests (after a warm-up), sampled every
-  1,000; the change from the first to the last sample.
+- the server's own time in each search (its ``Server-Timing`` header), so the overhead is also
+  the round trip minus that, free of what the two processes do to each other's caches;
+- RSS of the server process over ``--rss-requests`` requests at concurrency 8 (one in ten
+  hybrid, the rest BM25), sampled every 1,000; the change from the first to the last sample.
 Every loop is bounded in count and in time; any non-200 answer counts as an error.
 Writes benchmarks/results/serve.json (and a README table with --readme).
 """
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,6 +44,11 @@ from query_bench import build, percentiles  # noqa: E402
 
 RAGKIT = str(Path(sys.executable).parent / "ragkit")
 TIME_LIMIT = 480.0  # seconds for all the HTTP loops together
+
+
+def rss_mode(i: int) -> str:
+    """The RSS phase: one hybrid request in ten, the rest BM25 (10,000 hybrid ones would take too long here)."""
+    return "hybrid" if i % 10 == 0 else "lexical"
 
 
 def free_port() -> int:
@@ -61,21 +69,25 @@ class Client:
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.searched = float("nan")  # the server's own time in the search (its Server-Timing header)
 
-    def get(self, query: str) -> tuple[float, bool]:
+    def get(self, query: str, mode: str = "hybrid") -> tuple[float, bool]:
         t = time.perf_counter()
         try:
-            self.conn.request("GET", f"/search?k=10&q={quote(query)}")
+            self.conn.request("GET", f"/search?k=10&mode={mode}&q={quote(query)}")
             response = self.conn.getresponse()
             body = response.read()
             ok = response.status == 200 and body.startswith(b'{"query"')
+            timing = response.getheader("Server-Timing", "")
+            self.searched = float(timing.split("dur=")[1]) / 1000 if "dur=" in timing else float("nan")
         except (OSError, http.client.HTTPException):
             self.conn.close()
             ok = False
         return time.perf_counter() - t, ok
 
 
-def concurrent(port: int, queries: list[str], threads: int, total: int, deadline: float) -> dict:
+def concurrent(port: int, queries: list[str], threads: int, total: int, deadline: float,
+               mode_of: Callable[[int], str] = lambda i: "hybrid") -> dict:
     times: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -88,7 +100,7 @@ def concurrent(port: int, queries: list[str], threads: int, total: int, deadline
                 i = next(counter, None)
             if i is None:
                 return
-            s, ok = client.get(queries[i % len(queries)])
+            s, ok = client.get(queries[i % len(queries)], mode_of(i))
             with lock:
                 times.append(s)
                 errors[0] += 0 if ok else 1
@@ -107,8 +119,8 @@ def concurrent(port: int, queries: list[str], threads: int, total: int, deadline
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passages", type=int, default=100_000)
-    ap.add_argument("--queries", type=int, default=400, help="paired queries at concurrency 1")
-    ap.add_argument("--requests", type=int, default=1500, help="requests at concurrency 8 and at 32")
+    ap.add_argument("--queries", type=int, default=300, help="paired queries at concurrency 1")
+    ap.add_argument("--requests", type=int, default=800, help="requests at concurrency 8 and at 32")
     ap.add_argument("--rss-requests", type=int, default=10_000)
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args()
@@ -141,7 +153,7 @@ def main() -> None:
         one = Client(port)
         for q in queries[:50]:  # warm-up over HTTP
             one.get(q)
-        inproc, http_times, paired, errors = [], [], [], 0
+        inproc, http_times, paired, inside, errors = [], [], [], [], 0
         for q in queries[: args.queries]:
             if time.monotonic() > deadline:
                 break
@@ -153,11 +165,13 @@ def main() -> None:
             inproc.append(a)
             http_times.append(b)
             paired.append(b - a)
+            inside.append(b - one.searched)
         wall = sum(http_times)
         c1 = {**percentiles(http_times), "requests_per_s": round(len(http_times) / wall, 1), "errors": errors}
         base = percentiles(inproc)
         overhead_p50 = c1["p50_ms"] - base["p50_ms"]
         paired_ms = sorted(x * 1000 for x in paired)
+        inside_ms = sorted(x * 1000 for x in inside)
         levels = {"1": c1}
         for threads in (8, 32):
             levels[str(threads)] = concurrent(port, queries, threads, args.requests, deadline)
@@ -166,7 +180,7 @@ def main() -> None:
         rss_deadline = time.monotonic() + max(60.0, deadline - time.monotonic())
         while done < args.rss_requests and time.monotonic() < rss_deadline:
             step = min(1000, args.rss_requests - done)
-            r = concurrent(port, queries[done % len(queries):] + queries, 8, step, rss_deadline)
+            r = concurrent(port, queries[done % len(queries):] + queries, 8, step, rss_deadline, rss_mode)
             done += r["n"]
             rss_errors += r["errors"]
             rss.append(rss_mb(server.pid))
@@ -184,8 +198,9 @@ def main() -> None:
         "in_process_search": base,
         "concurrency": levels,
         "overhead_ms": {"p50_http_minus_p50_in_process": round(overhead_p50, 3),
-                        "median_paired_difference": round(paired_ms[len(paired_ms) // 2], 3)},
-        "rss": {"requests": done, "samples_mb": [round(x, 1) for x in rss], "change_percent": round(change, 2),
+                        "median_paired_difference": round(paired_ms[len(paired_ms) // 2], 3),
+                        "p50_round_trip_minus_server_search_time": round(inside_ms[len(inside_ms) // 2], 3)},
+        "rss": {"requests": done, "modes": "1 hybrid : 9 lexical", "concurrency": 8, "samples_mb": [round(x, 1) for x in rss], "change_percent": round(change, 2),
                 "max_mb": round(max(rss), 1), "errors": rss_errors},
         "errors": sum(v["errors"] for v in levels.values()) + rss_errors,
     }
@@ -202,7 +217,9 @@ def main() -> None:
         rows.append("")
         rows.append(f"{len(idx):,} passages ({payload['index']['factory']}, {payload['index']['model']}), hybrid, k = 10; "
                     f"server overhead at concurrency 1: {overhead_p50:.2f} ms at p50 (median paired difference "
-                    f"{payload['overhead_ms']['median_paired_difference']:.2f} ms); RSS over {done:,} requests "
+                    f"{payload['overhead_ms']['median_paired_difference']:.2f} ms; the round trip minus the server's own "
+                    f"time in the search, from its Server-Timing header: "
+                    f"{payload['overhead_ms']['p50_round_trip_minus_server_search_time']:.2f} ms); RSS over {done:,} requests "
                     f"{rss[0]:.0f} -> {rss[-1]:.0f} MB ({change:+.1f} %), {payload['errors']} errors in all. "
                     f"{env['cpu']}, {env['cpu_count']} cores, load average {payload['load_average'][0]} "
                     f"(client and server share the machine).")

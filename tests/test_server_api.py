@@ -212,3 +212,9 @@ def test_writes_without_a_token_refuse_to_start(news_index):
 
     with pytest.raises(ragkit.InvalidArgumentError, match="needs a token"):
         create_app([news_index], ServerOptions(allow_writes=True))
+
+
+def test_mcp_route_is_behind_the_same_guard(client):
+    assert_error(client.post("/mcp", json={}, headers={"host": "evil.example"}), 403)
+    assert_error(client.post("/mcp", json={}, headers={"origin": "http://evil.example"}), 403)
+    assert_error(client.post("/mcp", content=b"x" * (8 * 1024 * 1024 + 1)), 413)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,7 @@ class ServerOptions:
     allowed_hosts: Sequence[str] = ()
     max_body: int = DEFAULT_MAX_BODY
     poll: float = 0.25
-    mcp: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    mcp: bool = True  # answer MCP on /mcp too
 
 
 class HTTPError(Exception):
@@ -93,11 +93,15 @@ def create_app(indexes: Sequence[str | Path], options: ServerOptions | None = No
     service = Service(indexes, poll=opts.poll)
     mcp_server = None
     if opts.mcp:
+        from mcp.server.transport_security import TransportSecuritySettings
+
         from .mcp import build_mcp
 
         mcp_server = build_mcp(service)
-        mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True,
-                                                 max_request_body_size=opts.max_body)
+        # Host, Origin and body size are checked for every route, /mcp included, by GuardMiddleware.
+        mcp_app = mcp_server.streamable_http_app(
+            streamable_http_path="/mcp", stateless_http=True, json_response=True, max_request_body_size=opts.max_body,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +129,15 @@ def create_app(indexes: Sequence[str | Path], options: ServerOptions | None = No
 
     async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def timed_search(queries: list[str], params: SearchParams, index: str | None) -> tuple[Any, dict[str, str]]:
+        """The search on a worker thread, and a Server-Timing header with its time there (ms)."""
+        def run() -> tuple[Any, float]:
+            start = time.perf_counter()
+            return service.search(queries, params, index), time.perf_counter() - start
+
+        out, seconds = await to_thread.run_sync(run)
+        return out, {"Server-Timing": f"search;dur={seconds * 1000:.3f}"}
 
     @app.exception_handler(HTTPError)
     async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
@@ -161,15 +174,16 @@ def create_app(indexes: Sequence[str | Path], options: ServerOptions | None = No
                          per_doc: int = Query(3, description="At most this many passages per document (0: no cap)."),
                          index: str | None = Query(None, description="Index name (default: the first served).")) -> JSONResponse:
         params = SearchParams(k=k, mode=mode, since=since, until=until, source=source, per_doc=per_doc)
-        out = await call(service.search, [q], params, index)
-        return JSONResponse(out[0])
+        out, timing = await timed_search([q], params, index)
+        return JSONResponse(out[0], headers=timing)
 
     @app.post("/search", summary="Search a batch of queries",
               description="A JSON array: one {query, mode, results} object per query, in order.")
     async def search_batch(body: SearchBatch) -> JSONResponse:
         params = SearchParams(k=body.k, mode=body.mode, since=body.since, until=body.until, source=body.source,
                               per_doc=body.per_doc)
-        return JSONResponse(await call(service.search, body.queries, params, body.index))
+        out, timing = await timed_search(body.queries, params, body.index)
+        return JSONResponse(out, headers=timing)
 
     @app.get("/documents/{doc_id:path}", summary="One whole document",
              description="With `start`/`end` (character offsets, as in a result) the span is returned too.")
