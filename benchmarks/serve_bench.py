@@ -14,8 +14,9 @@ Measured in one run, against one ``ragkit serve`` subprocess on 127.0.0.1 and a 
   the server's overhead is the p50 of the HTTP times minus the p50 of the in-process times
   (and the median of the paired differences);
 - concurrency 8 and 32: that many client threads, one connection each: p50, p99, requests/s;
-- the server's own time in each search (its ``Server-Timing`` header), so the overhead is also
-  the round trip minus that, free of what the two processes do to each other's caches;
+- the server's own wall and CPU time in each search (its ``Server-Timing`` header), so the
+  overhead is also the round trip minus that; and the server process's CPU time per request
+  (/proc) against its search thread's, which a busy machine's scheduling delays do not inflate;
 - RSS of the server process over ``--rss-requests`` requests at concurrency 8 (one in ten
   hybrid, the rest BM25), sampled every 1,000; the change from the first to the last sample.
 Every loop is bounded in count and in time; any non-200 answer counts as an error.
@@ -57,6 +58,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -69,7 +76,7 @@ class Client:
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.searched = float("nan")  # the server's own time in the search (its Server-Timing header)
+        self.searched = self.search_cpu = float("nan")  # the server's own wall and CPU time in the search (Server-Timing)
 
     def get(self, query: str, mode: str = "hybrid") -> tuple[float, bool]:
         t = time.perf_counter()
@@ -78,9 +85,10 @@ class Client:
             response = self.conn.getresponse()
             body = response.read()
             ok = response.status == 200 and body.startswith(b'{"query"')
-            timing = response.getheader("Server-Timing", "")
-            self.searched = float(timing.split("dur=")[1]) / 1000 if "dur=" in timing else float("nan")
-        except (OSError, http.client.HTTPException):
+            timing = dict(part.strip().split(";dur=") for part in response.getheader("Server-Timing", "").split(","))
+            self.searched = float(timing["search"]) / 1000
+            self.search_cpu = float(timing["search-cpu"]) / 1000
+        except (OSError, http.client.HTTPException, KeyError, ValueError):
             self.conn.close()
             ok = False
         return time.perf_counter() - t, ok
@@ -153,7 +161,8 @@ def main() -> None:
         one = Client(port)
         for q in queries[:50]:  # warm-up over HTTP
             one.get(q)
-        inproc, http_times, paired, inside, errors = [], [], [], [], 0
+        inproc, http_times, paired, inside, search_cpu, errors = [], [], [], [], [], 0
+        cpu_before = cpu_seconds(server.pid)
         for q in queries[: args.queries]:
             if time.monotonic() > deadline:
                 break
@@ -166,6 +175,8 @@ def main() -> None:
             http_times.append(b)
             paired.append(b - a)
             inside.append(b - one.searched)
+            search_cpu.append(one.search_cpu)
+        server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / max(1, len(http_times))
         wall = sum(http_times)
         c1 = {**percentiles(http_times), "requests_per_s": round(len(http_times) / wall, 1), "errors": errors}
         base = percentiles(inproc)
@@ -199,7 +210,11 @@ def main() -> None:
         "concurrency": levels,
         "overhead_ms": {"p50_http_minus_p50_in_process": round(overhead_p50, 3),
                         "median_paired_difference": round(paired_ms[len(paired_ms) // 2], 3),
-                        "p50_round_trip_minus_server_search_time": round(inside_ms[len(inside_ms) // 2], 3)},
+                        "p50_round_trip_minus_server_search_time": round(inside_ms[len(inside_ms) // 2], 3),
+                        "server_cpu_per_request": round(server_cpu_ms, 3),
+                        "search_thread_cpu_per_request": round(sum(search_cpu) * 1000 / max(1, len(search_cpu)), 3),
+                        "cpu_outside_the_search_thread_per_request":
+                            round(server_cpu_ms - sum(search_cpu) * 1000 / max(1, len(search_cpu)), 3)},
         "rss": {"requests": done, "modes": "1 hybrid : 9 lexical", "concurrency": 8, "samples_mb": [round(x, 1) for x in rss], "change_percent": round(change, 2),
                 "max_mb": round(max(rss), 1), "errors": rss_errors},
         "errors": sum(v["errors"] for v in levels.values()) + rss_errors,
@@ -219,7 +234,9 @@ def main() -> None:
                     f"server overhead at concurrency 1: {overhead_p50:.2f} ms at p50 (median paired difference "
                     f"{payload['overhead_ms']['median_paired_difference']:.2f} ms; the round trip minus the server's own "
                     f"time in the search, from its Server-Timing header: "
-                    f"{payload['overhead_ms']['p50_round_trip_minus_server_search_time']:.2f} ms); RSS over {done:,} requests "
+                    f"{payload['overhead_ms']['p50_round_trip_minus_server_search_time']:.2f} ms; server CPU per request "
+                    f"{server_cpu_ms:.2f} ms, of which the search thread "
+                    f"{payload['overhead_ms']['search_thread_cpu_per_request']:.2f} ms); RSS over {done:,} requests "
                     f"{rss[0]:.0f} -> {rss[-1]:.0f} MB ({change:+.1f} %), {payload['errors']} errors in all. "
                     f"{env['cpu']}, {env['cpu_count']} cores, load average {payload['load_average'][0]} "
                     f"(client and server share the machine).")

@@ -60,6 +60,7 @@ def test_get_search_is_the_cli_json(client, news_index, mode):
     assert got.status_code == 200
     expected = cli_json(news_index, "технопарки Москвы", "-k", "5", "--mode", mode)[0]
     assert got.json() == expected
+    assert got.headers["server-timing"].startswith("search;dur=")
     assert got.json()["results"][0]["doc_id"] in {"tech-1", "school-1", "seed-technopolis"}
 
 

@@ -146,3 +146,20 @@ def test_searches_stay_correct_while_another_process_updates(news_index, tmp_pat
     print(f"\nlive: {len(answers)} lexical + {hybrid_ok[0]} hybrid batch answers, 0 failed; "
           f"{len(set(seen))} of {len(states)} generations seen; lag after commit max {max(lags):.2f} s, "
           f"median {sorted(lags)[len(lags) // 2]:.2f} s")
+
+
+def test_a_generation_that_cannot_be_opened_leaves_the_current_one_serving(news_index, tmp_path):
+    path = tmp_path / "index"
+    shutil.copytree(news_index, path)
+    live = LiveIndex(path, poll=60)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        broken = {**manifest, "generation": 99, "vectors": {**manifest["vectors"], "file": "vectors-000099.faiss"}}
+        (path / "manifest.json").write_text(json.dumps(broken), encoding="utf-8")  # as if its files were already gone
+        assert not live.refresh()
+        with live.use() as idx:
+            assert [r.doc_id for r in idx.search("технопарки", k=1)] == ["tech-1"]
+        (path / "manifest.json").write_text(json.dumps({**manifest, "generation": 7}), encoding="utf-8")
+        assert live.refresh() and live.generation == 7  # the next check opens what is there
+    finally:
+        live.close()
