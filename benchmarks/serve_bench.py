@@ -9,8 +9,9 @@ Corpus: the synthetic Russian news of ``query_bench.make_corpus`` (real sentence
 mode, k = 10, the CLI's defaults.
 
 Measured in one run, against one ``ragkit serve`` subprocess on 127.0.0.1 and a free port:
-- concurrency 1: each query timed in-process (``Index.search`` in this process, warm) and over
-  HTTP (``GET /search`` on a kept-alive connection), alternately, so both see the same load;
+- concurrency 1, in hybrid and in BM25 mode: each query timed in-process (``Index.search`` in
+  this process, warm, with one BLAS thread as the server runs) and over HTTP (``GET /search``
+  on a kept-alive connection), alternately;
   the server's overhead is the p50 of the HTTP times minus the p50 of the in-process times
   (and the median of the paired differences);
 - concurrency 8 and 32: that many client threads, one connection each: p50, p99, requests/s;
@@ -37,6 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -124,6 +127,37 @@ def concurrent(port: int, queries: list[str], threads: int, total: int, deadline
             "wall_s": round(wall, 1), "complete": len(times) == total}
 
 
+def paired(one: Client, idx, queries: list[str], mode: str, pid: int, deadline: float) -> dict:  # noqa: ANN001
+    """Each query in-process then over HTTP, alternately; the server's overhead several ways."""
+    inproc, http_times, diffs, inside, search_cpu, errors = [], [], [], [], [], 0
+    cpu_before = cpu_seconds(pid)
+    for q in queries:
+        if time.monotonic() > deadline:
+            break
+        t = time.perf_counter()
+        idx.search(q, k=10, mode=mode)
+        a = time.perf_counter() - t
+        b, ok = one.get(q, mode)
+        errors += 0 if ok else 1
+        inproc.append(a)
+        http_times.append(b)
+        diffs.append(b - a)
+        inside.append(b - one.searched)
+        search_cpu.append(one.search_cpu)
+    n = max(1, len(http_times))
+    server_cpu = (cpu_seconds(pid) - cpu_before) * 1000 / n
+    thread_cpu = sum(search_cpu) * 1000 / n
+    http = {**percentiles(http_times), "requests_per_s": round(len(http_times) / sum(http_times), 1), "errors": errors}
+    base = percentiles(inproc)
+    return {"in_process": base, "http": http, "overhead_ms": {
+        "p50_http_minus_p50_in_process": round(http["p50_ms"] - base["p50_ms"], 3),
+        "median_paired_difference": round(float(np.median(diffs)) * 1000, 3),
+        "p50_round_trip_minus_server_search_time": round(float(np.median(inside)) * 1000, 3),
+        "server_cpu_per_request": round(server_cpu, 3),
+        "search_thread_cpu_per_request": round(thread_cpu, 3),
+    }}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passages", type=int, default=100_000)
@@ -135,12 +169,15 @@ def main() -> None:
 
     index_path, build_s = build(args.passages)
     import ragkit
+    from ragkit.server.live import single_threaded_blas
+
 
     queries_file = DATA / "news-ru" / "ng-title2doc" / "queries.jsonl"
     queries = [json.loads(line)["text"] for line in queries_file.read_text(encoding="utf-8").splitlines()][:1000]
     idx = ragkit.Index.open(index_path)
     for q in queries[:20]:
         idx.search(q, k=10)
+    single_threaded_blas()  # as the server runs (after loading: FAISS has its own OpenBLAS), for a fair baseline
 
     port = free_port()
     server = subprocess.Popen([RAGKIT, "serve", "--index", str(index_path), "--host", "127.0.0.1", "--port", str(port)],
@@ -161,28 +198,8 @@ def main() -> None:
         one = Client(port)
         for q in queries[:50]:  # warm-up over HTTP
             one.get(q)
-        inproc, http_times, paired, inside, search_cpu, errors = [], [], [], [], [], 0
-        cpu_before = cpu_seconds(server.pid)
-        for q in queries[: args.queries]:
-            if time.monotonic() > deadline:
-                break
-            t = time.perf_counter()
-            idx.search(q, k=10)
-            a = time.perf_counter() - t
-            b, ok = one.get(q)
-            errors += 0 if ok else 1
-            inproc.append(a)
-            http_times.append(b)
-            paired.append(b - a)
-            inside.append(b - one.searched)
-            search_cpu.append(one.search_cpu)
-        server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / max(1, len(http_times))
-        wall = sum(http_times)
-        c1 = {**percentiles(http_times), "requests_per_s": round(len(http_times) / wall, 1), "errors": errors}
-        base = percentiles(inproc)
-        overhead_p50 = c1["p50_ms"] - base["p50_ms"]
-        paired_ms = sorted(x * 1000 for x in paired)
-        inside_ms = sorted(x * 1000 for x in inside)
+        pairs = {mode: paired(one, idx, queries[: args.queries], mode, server.pid, deadline) for mode in ("hybrid", "lexical")}
+        c1 = pairs["hybrid"]["http"]
         levels = {"1": c1}
         for threads in (8, 32):
             levels[str(threads)] = concurrent(port, queries, threads, args.requests, deadline)
@@ -206,40 +223,35 @@ def main() -> None:
         "index": {"passages": len(idx), "factory": idx.manifest["vectors"]["factory"], "model": idx.manifest["model"]["name"],
                   "build_s": None if build_s is None else round(build_s, 1)},
         "mode": "hybrid", "k": 10,
-        "in_process_search": base,
         "concurrency": levels,
-        "overhead_ms": {"p50_http_minus_p50_in_process": round(overhead_p50, 3),
-                        "median_paired_difference": round(paired_ms[len(paired_ms) // 2], 3),
-                        "p50_round_trip_minus_server_search_time": round(inside_ms[len(inside_ms) // 2], 3),
-                        "server_cpu_per_request": round(server_cpu_ms, 3),
-                        "search_thread_cpu_per_request": round(sum(search_cpu) * 1000 / max(1, len(search_cpu)), 3),
-                        "cpu_outside_the_search_thread_per_request":
-                            round(server_cpu_ms - sum(search_cpu) * 1000 / max(1, len(search_cpu)), 3)},
+        "paired_concurrency_1": pairs,
         "rss": {"requests": done, "modes": "1 hybrid : 9 lexical", "concurrency": 8, "samples_mb": [round(x, 1) for x in rss], "change_percent": round(change, 2),
                 "max_mb": round(max(rss), 1), "errors": rss_errors},
-        "errors": sum(v["errors"] for v in levels.values()) + rss_errors,
+        "errors": sum(v["errors"] for v in levels.values()) + pairs["lexical"]["http"]["errors"] + rss_errors,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(payload, ensure_ascii=False, indent=2))
     if args.readme:
         rows = ["| concurrency | p50 ms | p99 ms | requests/s | errors |", "|---:|---:|---:|---:|---:|"]
+        base = pairs["hybrid"]["in_process"]
         rows.append(f"| in-process `Index.search` | {base['p50_ms']:.2f} | {base['p99_ms']:.2f} | "
                     f"{1000 / base['mean_ms']:.0f} | - |")
         for level, v in levels.items():
             rows.append(f"| {level} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['requests_per_s']:.0f} | {v['errors']} |")
+        rows += ["", "Server overhead at concurrency 1 (ms), each query in-process and over HTTP in turn:", "",
+                 "| mode | in-process p50 | HTTP p50 | p50 difference | round trip - server's search time (p50) | "
+                 "server CPU / request | its search thread's CPU |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for mode, r in pairs.items():
+            o = r["overhead_ms"]
+            rows.append(f"| {mode} | {r['in_process']['p50_ms']:.2f} | {r['http']['p50_ms']:.2f} | "
+                        f"{o['p50_http_minus_p50_in_process']:.2f} | {o['p50_round_trip_minus_server_search_time']:.2f} | "
+                        f"{o['server_cpu_per_request']:.2f} | {o['search_thread_cpu_per_request']:.2f} |")
         env = payload["environment"]
-        rows.append("")
-        rows.append(f"{len(idx):,} passages ({payload['index']['factory']}, {payload['index']['model']}), hybrid, k = 10; "
-                    f"server overhead at concurrency 1: {overhead_p50:.2f} ms at p50 (median paired difference "
-                    f"{payload['overhead_ms']['median_paired_difference']:.2f} ms; the round trip minus the server's own "
-                    f"time in the search, from its Server-Timing header: "
-                    f"{payload['overhead_ms']['p50_round_trip_minus_server_search_time']:.2f} ms; server CPU per request "
-                    f"{server_cpu_ms:.2f} ms, of which the search thread "
-                    f"{payload['overhead_ms']['search_thread_cpu_per_request']:.2f} ms); RSS over {done:,} requests "
-                    f"{rss[0]:.0f} -> {rss[-1]:.0f} MB ({change:+.1f} %), {payload['errors']} errors in all. "
-                    f"{env['cpu']}, {env['cpu_count']} cores, load average {payload['load_average'][0]} "
-                    f"(client and server share the machine).")
+        rows += ["", f"{len(idx):,} passages ({payload['index']['factory']}, {payload['index']['model']}), k = 10, "
+                 f"hybrid unless said; RSS over {done:,} requests {rss[0]:.0f} -> {rss[-1]:.0f} MB ({change:+.1f} %); "
+                 f"{payload['errors']} errors in all. {env['cpu']}, {env['cpu_count']} cores, load average "
+                 f"{payload['load_average'][0]} at the end (shared machine; client and server on the same cores)."]
         update_readme_table("serve-bench", "\n".join(rows))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import ragkit
 
-from .live import SEARCH_LOCK, LiveIndex
+from .live import SEARCH_LOCK, LiveIndex, single_threaded_blas
 
 MAX_K = 1000
 MAX_QUERY_CHARS = 1000
@@ -81,6 +81,7 @@ class Service:
             live.name = name
             self.indexes[name] = live
         self.default = next(iter(self.indexes))
+        single_threaded_blas()  # after opening: FAISS brings its own OpenBLAS, loaded with the vectors
         self._write_lock = threading.Lock()
 
     def start(self) -> None:
