@@ -15,8 +15,8 @@ in plain dicts, so two searches at once, even on two generations, could race.
 
 A server also runs NumPy's BLAS on one thread (:func:`single_threaded_blas`): the searches are
 one at a time anyway, and OpenBLAS's idle threads spin between requests. On 2 busy cores that
-spinning took the CPU the response needed: a hybrid search over HTTP at 100k passages answered
-in 30 ms at p50 with one BLAS thread and 58 ms with two.
+spinning took the CPU the response needed (in a one-off check at 100k passages, hybrid over
+HTTP: about 58 ms at p50 with FAISS's two BLAS threads, 12 ms with one).
 """
 
 from __future__ import annotations
