@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ragkit._version import __version__
-from ragkit.documents import Document, Passage, SearchResult
+from ragkit.documents import Document, Passage, SearchResult, search_response
 from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,
@@ -67,6 +67,7 @@ __all__ = [
     "update_index",
     "load_beir",
     "load_documents",
+    "search_response",
 ]
 
 _LAZY = {

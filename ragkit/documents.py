@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,3 +77,8 @@ class SearchResult:
             "metadata": dict(self.metadata),
         }
         return out
+
+
+def search_response(query: str, mode: str, results: Sequence[SearchResult]) -> dict[str, object]:
+    """One query's answer as ``ragkit search --json`` prints it, and as the server and MCP return it."""
+    return {"query": query, "mode": mode, "results": [r.to_dict() for r in results]}
