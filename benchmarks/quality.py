@@ -10,6 +10,7 @@ benchmarks/results/quality.json and, with --readme, the README's quality table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -28,9 +29,11 @@ WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 
 
 def index_for(name: str, model: str | None, cache: Path) -> Path:
+    """The cached index of the set's corpus (sets that share a corpus file share the index)."""
     data = ragkit.load_beir(DATA / name)
     tag = (model or "default").replace("/", "_")
-    path = cache / f"{name.replace('/', '_')}--{tag}"
+    digest = hashlib.sha256(data.corpus.read_bytes()).hexdigest()[:12]
+    path = cache / f"corpus-{digest}--{tag}"
     if not (path / "manifest.json").is_file():
         t = time.perf_counter()
         res = ragkit.build_index([data.corpus], path, model=model)

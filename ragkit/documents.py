@@ -43,6 +43,8 @@ class SearchResult:
     url: str | None = None
     mode: str = "dense"
     scores: dict[str, float] = field(default_factory=dict)
+    # Other documents of this one's duplicate group (reprints), each {"doc_id", "source"}.
+    duplicates: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -58,5 +60,6 @@ class SearchResult:
             "url": self.url,
             "mode": self.mode,
             "scores": dict(self.scores),
+            "duplicates": [dict(d) for d in self.duplicates],
         }
         return out

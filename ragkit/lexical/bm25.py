@@ -158,6 +158,20 @@ class LexicalIndex:
         matrix = _matrix(self._params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
         return LexicalIndex(dict(self._params), matrix, vocab, ids_arr, self.analyzer)
 
+    def reweighted(self, k1: float | None = None, b: float | None = None, method: str | None = None) -> LexicalIndex:
+        """The same index with other BM25 parameters, from the stored term counts (no analysis)."""
+        if self._tf is None:
+            raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
+        params = {"k1": float(self._params["k1"] if k1 is None else k1), "b": float(self._params["b"] if b is None else b),
+                  "method": self._params["method"] if method is None else method}
+        if params["method"] not in METHODS or not (params["k1"] >= 0 and 0 <= params["b"] <= 1):
+            raise InvalidArgumentError(f"invalid BM25 parameters {params}")
+        indptr = self._matrix["indptr"]
+        cols = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+        rows = np.asarray(self._matrix["indices"], dtype=np.int64)
+        matrix = _matrix(params, cols, rows, np.asarray(self._tf), len(self), len(self._vocab))
+        return LexicalIndex(params, matrix, dict(self._vocab), self._ids, self.analyzer)
+
     # ------------------------------------------------------------------------------ queries
 
     def __len__(self) -> int:
@@ -325,7 +339,8 @@ class LexicalIndex:
         params = {key: manifest[key] for key in ("k1", "b", "method")}
         matrix = {key: arrays.get(key) for key in ("data", "indices", "indptr", "tf")}
         analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]),
-                            stopword_list=analyzer_cfg.get("stopword_list"))
+                            stopword_list=analyzer_cfg.get("stopword_list"),
+                            russian=str(analyzer_cfg.get("russian", "snowball")))
         return cls(params, matrix, vocab, arrays["ids"], analyzer)
 
 
