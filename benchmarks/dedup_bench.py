@@ -37,6 +37,13 @@ def pairs(groups: list[list[int]]) -> set[tuple[int, int]]:
     return {(a, b) for g in groups for a, b in itertools.combinations(sorted(g), 2)}
 
 
+def jaccard(a: str, b: str) -> float:
+    from ragkit.ingest.dedup import _shingles, normalised
+
+    x, y = _shingles(normalised(a)), _shingles(normalised(b))
+    return len(x & y) / len(x | y)
+
+
 def truth_groups(texts: list[str]) -> list[list[int]]:
     by_text: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
@@ -76,6 +83,8 @@ def main() -> None:
     out["exact"] = {**score(pairs(found), pairs(truth)), "seconds": round(time.perf_counter() - t, 2),
                     "documents_in_groups": sum(map(len, found)),
                     "extra_pairs_same_words": same_words, "extra_pairs_near": len(extra) - same_words,
+                    "extra_pairs_same_title": sum(docs[a]["title"] == docs[b]["title"] for a, b in extra),
+                    "extra_pairs_min_jaccard": round(min((jaccard(texts[a], texts[b]) for a, b in extra), default=1.0), 3),
                     "extra_examples": [[docs[a]["_id"], docs[b]["_id"], len(texts[a]), len(texts[b])] for a, b in extra[:5]]}
     print("exact NG groups:", out["exact"], file=sys.stderr)
 

@@ -37,13 +37,17 @@ from ragkit.errors import InvalidArgumentError, RagkitError
 __all__ = ["Analyzer", "detect_language"]
 
 RUSSIAN = ("snowball", "pymorphy3")
+DEFAULT_RUSSIAN = "pymorphy3"  # chosen by benchmarks/selection.py (lexical stage)
 
 
 class MissingPackageError(RagkitError):
     """An optional package that this analysis needs is not installed."""
 
 ANALYZER_NAME = "ru-en-snowball"
-ANALYZER_VERSION = 1
+# Version 2 adds the "russian" key (pymorphy3 lemmas); Snowball analyses are still written as
+# version 1, so older ragkit versions open them, and refuse (rebuild) a lemma index they cannot read.
+ANALYZER_VERSION = 2
+ANALYZER_VERSIONS = (1, 2)
 
 _TOKEN = re.compile(r"[^\W_]+")
 # Combining diacritical marks (basic, extended, supplement, for symbols, half marks).
@@ -102,14 +106,14 @@ class Analyzer:
     """
 
     def __init__(self, stem: bool = True, stopwords: bool = True, stopword_list: Iterable[str] | None = None,
-                 russian: str = "snowball") -> None:
+                 russian: str = DEFAULT_RUSSIAN) -> None:
         """``stopword_list`` replaces bm25s's Russian and English lists (an index stores the list
         it was built with, so searching it needs neither bm25s nor its import time).
         ``russian``: ``snowball`` (stems) or ``pymorphy3`` (lemmas; needs the package)."""
         if russian not in RUSSIAN:
             raise InvalidArgumentError(f"unknown Russian analysis {russian!r} (choose from {', '.join(RUSSIAN)})")
-        self.russian = russian
         self.stem = bool(stem)
+        self.russian = russian if self.stem else "snowball"  # without stemming the choice has no effect
         self.stopwords = bool(stopwords)
         self._cache: dict[str, str] = {}  # surface token -> term, "" for a dropped token
         self._lock = threading.Lock()
@@ -129,7 +133,7 @@ class Analyzer:
         """A JSON-able description, stored in index manifests to check the analysis on load."""
         return {
             "name": ANALYZER_NAME,
-            "version": ANALYZER_VERSION,
+            "version": ANALYZER_VERSION if self.russian != "snowball" else 1,
             "stem": self.stem,
             "stopwords": self.stopwords,
             "stopword_list": sorted(self._stop),

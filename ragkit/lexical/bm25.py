@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
+from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSIONS, Analyzer
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
 __all__ = ["LexicalIndex"]
@@ -46,6 +46,7 @@ FORMAT_VERSION = 2
 READS = (1, 2)  # version 1: no term counts
 METHODS = ("lucene", "robertson", "atire")
 MANIFEST = "bm25.json"
+DEFAULT_K1 = 1.5  # bm25s's default; chosen by benchmarks/selection.py over 1.2 (lexical stage)
 VOCAB = "bm25_vocab.json"
 # array name -> (file name, dtype)
 ARRAYS = {
@@ -90,7 +91,7 @@ class LexicalIndex:
         ids: np.ndarray,
         texts: Sequence[str],
         analyzer: Analyzer | None = None,
-        k1: float = 1.2,
+        k1: float = DEFAULT_K1,
         b: float = 0.75,
         method: str = "lucene",
     ) -> LexicalIndex:
@@ -451,15 +452,14 @@ def _read_manifest(root: Path) -> dict[str, Any]:
 
     manifest = read_versioned_json(path, FORMAT, READS, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")
-    if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
-        ANALYZER_NAME,
-        ANALYZER_VERSION,
-    ):
+    if not isinstance(analyzer, dict) or analyzer.get("name") != ANALYZER_NAME or analyzer.get("version") not in ANALYZER_VERSIONS:
         found = f"{analyzer.get('name')} v{analyzer.get('version')}" if isinstance(analyzer, dict) else "none"
         raise IndexFormatError(
-            f"lexical index {root} was analysed with {found}; this ragkit uses "
-            f"{ANALYZER_NAME} v{ANALYZER_VERSION}: rebuild the index"
+            f"lexical index {root} was analysed with {found}; this ragkit reads "
+            f"{ANALYZER_NAME} v{'/v'.join(map(str, ANALYZER_VERSIONS))}: rebuild the index"
         )
+    if analyzer.get("russian", "snowball") not in ("snowball", "pymorphy3"):
+        raise IndexFormatError(f"lexical index {root} names an unknown Russian analysis {analyzer.get('russian')!r}: rebuild it")
     checks = {
         "k1": (int, float),
         "b": (int, float),
