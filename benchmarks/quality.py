@@ -44,11 +44,11 @@ def index_for(name: str, model: str | None, cache: Path, rebuild: bool = False) 
     raw = data.corpus.read_bytes()
     digest = hashlib.sha256(gzip.decompress(raw) if data.corpus.suffix == ".gz" else raw).hexdigest()[:12]
     path = cache / f"corpus-{digest}--{tag}"
-    t = time.perf_counter()
-    # Unchanged corpus and settings: nothing to do, unless ``rebuild`` (index-time defaults changed).
-    # Passages whose text did not change are not embedded again (the folder's embeddings.sqlite).
-    res = ragkit.build_index([data.corpus], path, model=model, force=rebuild)
-    if not res.unchanged:
+    if rebuild or not (path / "manifest.json").is_file():
+        # ``rebuild`` after index-time defaults changed; passages whose text did not change are
+        # not embedded again (the folder's embeddings.sqlite).
+        t = time.perf_counter()
+        res = ragkit.build_index([data.corpus], path, model=model, force=True)
         print(f"built {path.name}: {res.passages} passages in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return path
 

@@ -200,7 +200,7 @@ def _pymorphy_lemmas() -> Any:
     try:
         import pymorphy3
     except ImportError as exc:
-        raise MissingPackageError("Russian lemmas need pymorphy3: pip install 'ragkit[lemmas]'") from exc
+        raise MissingPackageError("Russian lemmas need pymorphy3: pip install 'pymorphy3>=2.0,<3' pymorphy3-dicts-ru") from exc
     morph = pymorphy3.MorphAnalyzer()
 
     def lemmas(words: list[str]) -> list[str]:

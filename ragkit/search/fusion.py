@@ -27,7 +27,8 @@ MODEL_PROFILES: dict[str, tuple[tuple[str, ...] | None, float]] = {
 }
 DEFAULT_DENSE_WEIGHT = 0.5
 # Chosen by benchmarks/selection.py (leave-one-set-out over the seven shared sets, worst margin).
-DEFAULT_DOC_WEIGHT = 0.7
+DEFAULT_DOC_WEIGHT = 0.7  # hybrid (fusion stage)
+DEFAULT_LEXICAL_DOC_WEIGHT = 0.85  # lexical mode (lexical stage)
 DEFAULT_ADAPTIVE = 0.0
 
 
@@ -58,7 +59,7 @@ class FusionConfig:
     foreign_dense_weight: float = 0.0
     rrf_k: int = 60
     candidates: int = 200
-    doc_weight: float = DEFAULT_DOC_WEIGHT
+    doc_weight: float | None = None  # None: DEFAULT_DOC_WEIGHT in hybrid mode, DEFAULT_LEXICAL_DOC_WEIGHT in lexical
     adaptive: float = DEFAULT_ADAPTIVE
     dense_candidates: bool = True
 
@@ -80,6 +81,12 @@ class FusionConfig:
         if not reads:
             return self.foreign_dense_weight
         return default if self.dense_weight is None else self.dense_weight
+
+    def doc_weight_for(self, mode: str) -> float:
+        """The document share of the lexical score in ``mode`` (the protocol chose one per mode)."""
+        if self.doc_weight is not None:
+            return self.doc_weight
+        return DEFAULT_LEXICAL_DOC_WEIGHT if mode == "lexical" else DEFAULT_DOC_WEIGHT
 
     def query_weight(self, base: float, top_two: tuple[float, float]) -> float:
         """``base`` (from :meth:`weight_for`) scaled by how far BM25's best document leads.

@@ -218,7 +218,7 @@ class Index:
             return [_from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
         for qi, query in enumerate(queries):
-            lex_vec, leads = self._lexical_vector(query, fusion.doc_weight)
+            lex_vec, leads = self._lexical_vector(query, fusion.doc_weight_for(mode))
             lex_ids, lex_scores = _top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
             weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
             if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
