@@ -5,6 +5,9 @@ a weak retriever an equal vote, and measured on the shared data it lowers BM25's
 Russian (see README, "Search quality"). BM25 is normalised by the best score of the query's
 candidates (its scale varies with the query), cosine similarity by the candidates' min-max.
 The dense weight depends on whether the embedding model reads the query's language.
+Every default here was chosen by benchmarks/selection.py (leave-one-set-out over the shared
+sets, worst margin over plain BM25); the adaptive weight and dense-only-re-scoring are offered
+as knobs, off by default, because they did not raise the worst margin there.
 """
 
 from __future__ import annotations
