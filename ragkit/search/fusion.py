@@ -29,7 +29,7 @@ MODEL_PROFILES: dict[str, tuple[tuple[str, ...] | None, float]] = {
     "navec-ru": (("ru",), 0.3),
 }
 DEFAULT_DENSE_WEIGHT = 0.5
-# Chosen by benchmarks/selection.py (leave-one-set-out over the seven shared sets, worst margin).
+# Chosen by benchmarks/selection.py (leave-one-set-out over the six shared sets, worst margin).
 DEFAULT_DOC_WEIGHT = 0.7  # hybrid (fusion stage)
 DEFAULT_LEXICAL_DOC_WEIGHT = 0.85  # lexical mode (lexical stage)
 DEFAULT_ADAPTIVE = 0.0
