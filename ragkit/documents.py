@@ -58,6 +58,8 @@ class SearchResult:
     scores: dict[str, float] = field(default_factory=dict)
     page: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Other documents of this one's duplicate group (reprints), each {"doc_id", "source"}.
+    duplicates: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -75,6 +77,7 @@ class SearchResult:
             "scores": dict(self.scores),
             "page": self.page,
             "metadata": dict(self.metadata),
+            "duplicates": [dict(d) for d in self.duplicates],
         }
         return out
 

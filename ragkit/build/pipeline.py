@@ -208,6 +208,10 @@ def _write(
     store.add_passages(rows)
     store.commit()
     store.close()
+    from ragkit.ingest.dedup import write_for_build  # reprint groups (ragkit.ingest.dedup)
+
+    names["duplicates"] = f"duplicates-{generation:06d}.json"
+    duplicates = write_for_build(root / names["duplicates"], docs, doc_rows)
     lexical, doc_lexical = stages.lexical(docs, texts, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
@@ -234,6 +238,7 @@ def _write(
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
         counts={"documents": len(docs), "passages": len(texts)},
         query_encoder=query_encoder,
+        duplicates=duplicates,
         sources=sources,
         files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
                **recorded},

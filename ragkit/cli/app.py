@@ -206,6 +206,9 @@ def search(
     dense_weight: DenseWeightOpt = None,
     fusion: FusionOpt = "convex",
     model: ModelOpt = None,
+    no_collapse: Annotated[bool, typer.Option("--no-collapse", help="Keep every copy of duplicate documents (reprints) instead of one per group.")] = False,
+    rerank: Annotated[Optional[str], typer.Option("--rerank", help="Re-rank with this sentence-transformers CrossEncoder (name in the local cache or a folder) [default: off].")] = None,
+    rerank_depth: Annotated[int, typer.Option("--rerank-depth", help="How many of the best passages --rerank re-scores.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
@@ -222,7 +225,8 @@ def search(
         filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
-        results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)
+        results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config,
+                                  collapse=not no_collapse, rerank=rerank, rerank_depth=rerank_depth)
         for q, res in zip(texts, results):
             if as_json:
                 typer.echo(json.dumps(search_response(q, mode, res), ensure_ascii=False))

@@ -95,5 +95,7 @@ def print_results(query: str, results: list[SearchResult], analyzer: Analyzer | 
     table.add_column("passage", ratio=5)
     for r in results:
         title = shorten(r.title or r.doc_id, TITLE_CHARS)
+        if r.duplicates:
+            title += f" (+{len(r.duplicates)} reprint{'s' if len(r.duplicates) > 1 else ''})"
         table.add_row(str(r.rank), f"{r.score:.3f}", title, r.date or "", highlight(shorten(r.text, SNIPPET_CHARS), query, analyzer))
     console.print(table)

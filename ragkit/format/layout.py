@@ -15,7 +15,7 @@ from pathlib import Path
 from ragkit.errors import IndexLockedError
 from ragkit.format.manifest import MANIFEST_NAME, fsync_dir
 
-DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-", "query-encoder-")
+DATA_PREFIXES = ("vectors-", "store-", "lexical-", "doclexical-", "query-encoder-", "duplicates-")
 
 
 @contextmanager
@@ -79,5 +79,5 @@ def remove_stale(root: Path, keep: set[str]) -> None:
             continue
         if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)
-        elif leftover or f.suffix in (".faiss", ".sqlite", ".sqlite-journal"):
+        elif leftover or f.suffix in (".faiss", ".sqlite", ".sqlite-journal", ".json"):
             f.unlink(missing_ok=True)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
+from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSIONS, Analyzer
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
 __all__ = ["LexicalIndex"]
@@ -46,6 +46,7 @@ FORMAT_VERSION = 2
 READS = (1, 2)  # version 1: no term counts
 METHODS = ("lucene", "robertson", "atire")
 MANIFEST = "bm25.json"
+DEFAULT_K1 = 1.5  # bm25s's default; chosen by benchmarks/selection.py over 1.2 (lexical stage)
 VOCAB = "bm25_vocab.json"
 # array name -> (file name, dtype)
 ARRAYS = {
@@ -90,7 +91,7 @@ class LexicalIndex:
         ids: np.ndarray,
         texts: Sequence[str],
         analyzer: Analyzer | None = None,
-        k1: float = 1.2,
+        k1: float = DEFAULT_K1,
         b: float = 0.75,
         method: str = "lucene",
     ) -> LexicalIndex:
@@ -157,6 +158,20 @@ class LexicalIndex:
         order = np.argsort((cols << 32) | rows, kind="stable")
         matrix = _matrix(self._params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
         return LexicalIndex(dict(self._params), matrix, vocab, ids_arr, self.analyzer)
+
+    def reweighted(self, k1: float | None = None, b: float | None = None, method: str | None = None) -> LexicalIndex:
+        """The same index with other BM25 parameters, from the stored term counts (no analysis)."""
+        if self._tf is None:
+            raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
+        params = {"k1": float(self._params["k1"] if k1 is None else k1), "b": float(self._params["b"] if b is None else b),
+                  "method": self._params["method"] if method is None else method}
+        if params["method"] not in METHODS or not (params["k1"] >= 0 and 0 <= params["b"] <= 1):
+            raise InvalidArgumentError(f"invalid BM25 parameters {params}")
+        indptr = self._matrix["indptr"]
+        cols = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+        rows = np.asarray(self._matrix["indices"], dtype=np.int64)
+        matrix = _matrix(params, cols, rows, np.asarray(self._tf), len(self), len(self._vocab))
+        return LexicalIndex(params, matrix, dict(self._vocab), self._ids, self.analyzer)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -325,7 +340,8 @@ class LexicalIndex:
         params = {key: manifest[key] for key in ("k1", "b", "method")}
         matrix = {key: arrays.get(key) for key in ("data", "indices", "indptr", "tf")}
         analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]),
-                            stopword_list=analyzer_cfg.get("stopword_list"))
+                            stopword_list=analyzer_cfg.get("stopword_list"),
+                            russian=str(analyzer_cfg.get("russian", "snowball")))
         return cls(params, matrix, vocab, arrays["ids"], analyzer)
 
 
@@ -436,15 +452,14 @@ def _read_manifest(root: Path) -> dict[str, Any]:
 
     manifest = read_versioned_json(path, FORMAT, READS, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")
-    if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
-        ANALYZER_NAME,
-        ANALYZER_VERSION,
-    ):
+    if not isinstance(analyzer, dict) or analyzer.get("name") != ANALYZER_NAME or analyzer.get("version") not in ANALYZER_VERSIONS:
         found = f"{analyzer.get('name')} v{analyzer.get('version')}" if isinstance(analyzer, dict) else "none"
         raise IndexFormatError(
-            f"lexical index {root} was analysed with {found}; this ragkit uses "
-            f"{ANALYZER_NAME} v{ANALYZER_VERSION}: rebuild the index"
+            f"lexical index {root} was analysed with {found}; this ragkit reads "
+            f"{ANALYZER_NAME} v{'/v'.join(map(str, ANALYZER_VERSIONS))}: rebuild the index"
         )
+    if analyzer.get("russian", "snowball") not in ("snowball", "pymorphy3"):
+        raise IndexFormatError(f"lexical index {root} names an unknown Russian analysis {analyzer.get('russian')!r}: rebuild it")
     checks = {
         "k1": (int, float),
         "b": (int, float),

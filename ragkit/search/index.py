@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from ragkit.encoders.embedder import Embedder
 from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
 from ragkit.format.checksums import check
+from ragkit.ingest.dedup import DuplicateGroups, read_groups
+from ragkit.search.rerank import DEFAULT_DEPTH, Reranker, get_reranker, rerank_order
 from ragkit.format.manifest import read_manifest
 from ragkit.format.pinning import PinnedFiles
 from ragkit.lexical.analysis import detect_language
@@ -27,6 +30,7 @@ from ragkit.vectors.faiss_index import VectorIndex
 MODES = ("hybrid", "lexical", "dense")
 DEFAULT_PER_DOC = 3
 _QUERY_CACHE = 50_000
+_TIE_BREAK = 1e-6  # the passage share that remains at doc_weight 1: orders a document's passages
 
 
 class Index:
@@ -45,6 +49,7 @@ class Index:
         self._doc_rows: np.ndarray | None = None
         self._passage_docs: dict[int, str] | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._duplicates: tuple[dict[int, int], DuplicateGroups] | None = None
 
     @classmethod
     def open(
@@ -250,35 +255,31 @@ class Index:
             return [_from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
         for qi, query in enumerate(queries):
-            lex_vec = self._lexical_vector(query, fusion.doc_weight)
+            lex_vec, leads = self._lexical_vector(query, fusion.doc_weight_for(mode))
             lex_ids, lex_scores = _top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
-            if mode == "lexical" or weights[qi] == 0.0:
+            weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
+            if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
                 out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
                 continue
-            _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
-            ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
+            ids = lex_ids
+            if fusion.dense_candidates or lex_ids.size == 0:
+                _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
+                ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
             lexical = lex_vec[self.lexical.rows_of(ids)]
             dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
-            fused = fuse(ids, lexical, dense, fusion, weights[qi])
+            fused = fuse(ids, lexical, dense, fusion, weight)
             out.append(Fused(fused.ids[:n], fused.scores[:n], {k: v[:n] for k, v in fused.components.items()}))
         return out
 
-    def _lexical_vector(self, query: str, doc_weight: float) -> np.ndarray:
+    def _lexical_vector(self, query: str, doc_weight: float) -> tuple[np.ndarray, tuple[float, float]]:
         """Lexical score of every passage row: its BM25 mixed with its document's BM25.
 
-        ``doc_weight`` is the document's share; 0 gives the passage's plain BM25 score.
+        ``doc_weight`` is the document's share; 0 gives the passage's plain BM25 score. Also
+        returns the BM25 scores of the two best documents (what adaptive fusion reads).
         """
         passage = self.lexical.score_all(query).astype(np.float64)
-        if doc_weight <= 0.0:
-            return passage
-        document = self.doc_lexical.score_all(query).astype(np.float64)[self._passage_doc_rows()]
-        p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
-        mixed = np.zeros_like(passage)
-        if p_top > 0:
-            mixed += (1.0 - doc_weight) * passage / p_top
-        if d_top > 0:
-            mixed += doc_weight * document / d_top
-        return mixed
+        by_doc = self.doc_lexical.score_all(query).astype(np.float64)
+        return mix_lexical(passage, by_doc, self._passage_doc_rows(), doc_weight), top_two(by_doc)
 
     def _passage_doc_rows(self) -> np.ndarray:
         """For each passage row of the lexical index, the row of its document in doc_lexical."""
@@ -309,30 +310,57 @@ class Index:
         filters: Filters | None = None,
         per_doc: int | None = DEFAULT_PER_DOC,
         fusion: FusionConfig | None = None,
+        collapse: bool = True,
+        rerank: str | Reranker | None = None,
+        rerank_depth: int = DEFAULT_DEPTH,
     ) -> list[list[SearchResult]]:
         """The ``k`` best passages for each query.
 
         ``mode``: ``hybrid`` (default), ``lexical`` or ``dense``. ``filters`` are applied before
-        ranking. ``per_doc`` caps passages per document (None: no cap).
+        ranking. ``per_doc`` caps passages per document (None: no cap). ``collapse`` shows one
+        document of each duplicate group (the best ranked; the others are listed in its
+        results' ``duplicates``); False keeps every copy. ``rerank``: a CrossEncoder name or
+        path (or a :class:`~ragkit.search.rerank.Reranker`) that re-orders the best
+        ``rerank_depth`` passages; None (default) keeps the ranking.
         """
         _check_k(k)
         if per_doc is not None and per_doc < 1:
             raise InvalidArgumentError(f"per-doc must be a positive integer, got {per_doc!r}")
+        if isinstance(rerank_depth, bool) or not isinstance(rerank_depth, int) or rerank_depth < 1:
+            raise InvalidArgumentError(f"rerank-depth must be a positive integer, got {rerank_depth!r}")
+        reranker = get_reranker(rerank) if rerank is not None else None
+        want = max(k, rerank_depth) if reranker is not None else k
         allowed = self.allowed(filters)
+        doc_of = self.store.passage_document_rows()
+        groups = self.duplicate_groups() if collapse else None
         results: list[list[SearchResult]] = []
         for query in queries:
-            n = k if per_doc is None else k * 4
+            n = want if per_doc is None else want * 4
             while True:
                 ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
-                picked = _cap_per_doc(ranked, self.store.passage_document_rows(), per_doc, k)
+                if groups:
+                    ranked = _collapse(ranked, doc_of, groups[0])
+                picked = _cap_per_doc(ranked, doc_of, per_doc, want)
                 exhausted = len(ranked.ids) < n or n >= len(self)
-                if len(picked) >= k or exhausted:
+                if len(picked) >= want or exhausted:
                     break
                 n *= 4
-            results.append(self._results(ranked, picked, mode))
+            found = self._results(ranked, picked, mode, doc_of, groups)
+            results.append(_reranked(reranker, query, found, k) if reranker is not None else found[:k])
         return results
 
-    def _results(self, ranked: Fused, picked: list[int], mode: str) -> list[SearchResult]:
+    def duplicate_groups(self) -> tuple[dict[int, int], DuplicateGroups] | None:
+        """(document row -> group, the groups) of the index; None for an index built without them."""
+        entry = self.manifest.get("duplicates")
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
+            return None
+        if self._duplicates is None:
+            groups = read_groups(self._data / entry["file"])
+            self._duplicates = (groups.group_of(), groups)
+        return self._duplicates
+
+    def _results(self, ranked: Fused, picked: list[int], mode: str, doc_of: np.ndarray | None = None,
+                 groups: tuple[dict[int, int], DuplicateGroups] | None = None) -> list[SearchResult]:
         rows = self.store.passages([int(ranked.ids[i]) for i in picked])
         out = []
         for i in picked:
@@ -340,10 +368,15 @@ class Index:
             if p is None:
                 continue
             components = {name: float(v[i]) for name, v in ranked.components.items()}
+            duplicates: list[dict[str, str]] = []
+            if groups and doc_of is not None:
+                g = groups[0].get(int(doc_of[int(ranked.ids[i])]))
+                if g is not None:
+                    duplicates = [{"doc_id": d, "source": src} for _, d, src in groups[1].groups[g] if d != p.doc_id]
             out.append(SearchResult(
                 rank=len(out) + 1, score=float(ranked.scores[i]), doc_id=p.doc_id, title=p.title, date=p.date,
                 source=p.source, start=p.start, end=p.end, text=p.text, url=p.url, mode=mode, scores=components,
-                page=p.page, metadata=p.metadata,
+                page=p.page, metadata=p.metadata, duplicates=duplicates,
             ))
         return out
 
@@ -352,6 +385,57 @@ class Index:
         if self._passage_docs is None:
             self._passage_docs = self.store.passage_docs()
         return self._passage_docs
+
+
+def mix_lexical(passage: np.ndarray, document: np.ndarray, doc_rows: np.ndarray, doc_weight: float) -> np.ndarray:
+    """Each passage's max-normalised BM25 mixed with its document's (``doc_rows``: the document
+    row of each passage row); ``doc_weight`` 0 returns the passage scores unchanged. At
+    ``doc_weight`` 1 the passage's own score still orders the passages of one document."""
+    if doc_weight <= 0.0:
+        return passage
+    document = document[doc_rows]
+    p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
+    mixed = np.zeros_like(passage)
+    if p_top > 0:
+        mixed += max(1.0 - doc_weight, _TIE_BREAK) * passage / p_top
+    if d_top > 0:
+        mixed += doc_weight * document / d_top
+    return mixed
+
+
+def top_two(scores: np.ndarray) -> tuple[float, float]:
+    """The two largest values of ``scores`` (0 where there are fewer)."""
+    if scores.size == 0:
+        return 0.0, 0.0
+    if scores.size == 1:
+        return float(scores[0]), 0.0
+    part = np.partition(scores, scores.size - 2)[-2:]
+    return float(part[1]), float(part[0])
+
+
+def _collapse(ranked: Fused, doc_of: np.ndarray, group_of: dict[int, int]) -> Fused:
+    """``ranked`` without the passages of a duplicate group's documents after its first one."""
+    first: dict[int, int] = {}  # group -> its best-ranked document row
+    keep = np.ones(len(ranked.ids), dtype=bool)
+    for i, pid in enumerate(ranked.ids.tolist()):
+        doc = int(doc_of[pid]) if 0 <= pid < doc_of.shape[0] else -1
+        g = group_of.get(doc)
+        if g is not None and first.setdefault(g, doc) != doc:
+            keep[i] = False
+    if keep.all():
+        return ranked
+    return Fused(ranked.ids[keep], ranked.scores[keep], {k: v[keep] for k, v in ranked.components.items()})
+
+
+def _reranked(reranker: Reranker, query: str, found: list[SearchResult], k: int) -> list[SearchResult]:
+    """``found`` re-ordered by the cross-encoder, the first ``k``, ranks renumbered."""
+    texts = [f"{r.title}\n{r.text}" if r.title and not r.text.startswith(r.title) else r.text for r in found]
+    order, scores = rerank_order(reranker, query, texts)
+    out = []
+    for rank, i in enumerate(order[:k].tolist(), start=1):
+        r = found[i]
+        out.append(replace(r, rank=rank, score=float(scores[i]), scores={**r.scores, "rerank": float(scores[i])}))
+    return out
 
 
 def _cap_per_doc(ranked: Fused, doc_of: np.ndarray, per_doc: int | None, k: int) -> list[int]:
