@@ -121,10 +121,15 @@ def chunk(  # noqa: ANN202
     return spans, texts, prefixed, settings
 
 
+def passage_cache_tag(embedder: Any) -> str:  # noqa: ANN401
+    """The embedder's passage cache key: optional in the protocol, "" (float32 vectors) when absent."""
+    return str(getattr(embedder, "passage_cache_tag", "") or "")
+
+
 def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
-                           embedder.passage_cache_tag)
+                           passage_cache_tag(embedder))
     try:
         keys = cache.keys(texts)
         found = cache.get(keys)
