@@ -23,6 +23,7 @@ from ragkit.errors import (
     ModelLoadError,
     ModelMismatchError,
     RagkitError,
+    StorageError,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "Passage",
     "RagkitError",
     "SearchResult",
+    "StorageError",
     "__version__",
     "build_index",
     "evaluate",

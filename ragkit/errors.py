@@ -33,3 +33,7 @@ class InvalidArgumentError(RagkitError):
 
 class IndexLockedError(RagkitError):
     """Another process is writing the index and the caller chose not to wait."""
+
+
+class StorageError(RagkitError):
+    """The index folder could not be written: a full disk or another I/O error (nothing was changed)."""
