@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
+from click.testing import CliRunner  # typer.testing rebuilds the click command on every call
 
 RAGKIT = shutil.which("ragkit") or str(Path(sys.executable).parent / "ragkit")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -60,13 +60,18 @@ def data_file(root: Path, prefix: str) -> Path:
 
 
 _runner = CliRunner()
+_command: list[Any] = []
 
 
 def cli(args: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
     """The CLI in-process; an exception that escapes it is returned as a traceback marker."""
-    from ragkit.cli.app import app
+    if not _command:  # typer builds the click command on every invoke: build it once
+        import typer
 
-    result = _runner.invoke(app, [str(a) for a in args], input=stdin)
+        from ragkit.cli.app import app
+
+        _command.append(typer.main.get_command(app))
+    result = _runner.invoke(_command[0], [str(a) for a in args], input=stdin)
     err = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         err += f"\nTraceback (escaped): {type(result.exception).__name__}: {result.exception}"

@@ -351,7 +351,7 @@ def info(
         if as_json:
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
-        m, c, ch, lex = data["model"], data["counts"], data.get("chunker", {}), data.get("lexical", {})
+        m, c, ch, lex = data["model"], data["counts"], data.get("chunker") or {}, data.get("lexical") or {}
         lines = [
             f"index:     {data['path']} (format {data['format_version']}, ragkit {data.get('ragkit_version')}, created {data.get('created')})",
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",

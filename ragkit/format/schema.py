@@ -31,12 +31,19 @@ class _Bad(Exception):
     """A field that fails its check: (dotted path, why)."""
 
 
-def _at(data: Mapping[str, Any], path: str, key: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
-    value = data.get(key)
-    if value is None:
+def _at(data: Mapping[str, Any], path: str, key: str, kind: type | tuple[type, ...], required: bool = True,
+        nullable: bool = False) -> Any:
+    """``data[key]`` if it is of ``kind``. Missing: an error if ``required``, else None; null
+    (which ``dict.get(key, default)`` would hand on): an error unless ``nullable``."""
+    if key not in data:
         if required:
             raise _Bad(f"{path}{key}", "is missing")
         return None
+    value = data[key]
+    if value is None:
+        if nullable:
+            return None
+        raise _Bad(f"{path}{key}", f"must be {_kind(kind)}, not null")
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise _Bad(f"{path}{key}", f"must be {_kind(kind)}, not {brief(value)}")
     if not isinstance(value, kind):
@@ -44,8 +51,9 @@ def _at(data: Mapping[str, Any], path: str, key: str, kind: type | tuple[type, .
     return value
 
 
-def _int(data: Mapping[str, Any], path: str, key: str, lo: int, hi: int, required: bool = True) -> int | None:
-    value = _at(data, path, key, int, required)
+def _int(data: Mapping[str, Any], path: str, key: str, lo: int, hi: int, required: bool = True,
+         nullable: bool = False) -> int | None:
+    value = _at(data, path, key, int, required, nullable)
     if value is not None and not lo <= value <= hi:
         raise _Bad(f"{path}{key}", f"must be an integer in [{lo}, {hi}], not {brief(value)}")
     return value
@@ -58,17 +66,18 @@ def _number(data: Mapping[str, Any], path: str, key: str, lo: float, hi: float, 
     return None if value is None else float(value)
 
 
-def _text(data: Mapping[str, Any], path: str, key: str, required: bool = True, limit: int = 4096) -> str | None:
-    value = _at(data, path, key, str, required)
+def _text(data: Mapping[str, Any], path: str, key: str, required: bool = True, limit: int = 4096,
+          nullable: bool = False) -> str | None:
+    value = _at(data, path, key, str, required, nullable)
     if value is not None and len(value) > limit:
         raise _Bad(f"{path}{key}", f"is longer than {limit} characters")
     return value
 
 
 def _name(data: Mapping[str, Any], path: str, key: str, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None and not required:
+    if key not in data and not required:
         return None
+    value = data.get(key)
     why = bad_name(value, depth=1)
     if why is not None:
         raise _Bad(f"{path}{key}", f"{brief(value)} {why}")
@@ -182,7 +191,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
     model = ModelSection(
         name=_text(m, "model.", "name", limit=1024),  # type: ignore[arg-type]
         dimension=_int(m, "model.", "dimension", 1, MAX_DIMENSION),  # type: ignore[arg-type]
-        max_tokens=_int(m, "model.", "max_tokens", 1, 1 << 20, required=False),
+        max_tokens=_int(m, "model.", "max_tokens", 1, 1 << 20),
         query_prompt=_text(m, "model.", "query_prompt", required=False) or "",
         passage_prompt=_text(m, "model.", "passage_prompt", required=False) or "",
     )
@@ -228,19 +237,19 @@ def _parse(data: dict[str, Any]) -> Manifest:
     if encoder is not None:
         _section(data, "query_encoder")
         encoder_dir = _name(encoder, "query_encoder.", "dir")
-    ch = _section(data, "chunker", required=False) or {}
+    ch = _section(data, "chunker")
     chunker = ChunkerSection(
-        max_tokens=_int(ch, "chunker.", "max_tokens", 1, 1 << 20, required=False),
+        max_tokens=_int(ch, "chunker.", "max_tokens", 1, 1 << 20, required=False, nullable=True),
         overlap_tokens=_int(ch, "chunker.", "overlap_tokens", 0, 1 << 20, required=False) or 0,
         title_prefix=_at(ch, "chunker.", "title_prefix", bool, required=False) is not False,
     )
     for key in ("tokenizer", "sentence_splitter"):
         _text(ch, "chunker.", key, required=False, limit=1024)
-    src = _section(data, "sources", required=False) or {}
+    src = _section(data, "sources")
     paths = _at(src, "sources.", "paths", list, required=False) or []
     if len(paths) > MAX_FILES or not all(isinstance(p, str) for p in paths):
         raise _Bad("sources.paths", "must be a list of path strings")
-    _text(src, "sources.", "fingerprint", required=False, limit=128)
+    _text(src, "sources.", "fingerprint", required=False, limit=128, nullable=True)
     files = _files(_section(data, "files"))
     _covered(files, {"vectors.file": vectors.file, "store.file": store_file}, is_dir=False)  # type: ignore[dict-item]
     dirs = {"lexical.dir": lexical.dir, "lexical.documents_dir": lexical.documents_dir}
