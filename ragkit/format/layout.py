@@ -49,6 +49,7 @@ def writer_lock(
         raise InvalidArgumentError(f"index folder {root} is a file, not a folder")
     if not create:
         load_manifest(root)  # IndexNotFoundError / IndexFormatError before anything is written
+    created = not os.path.lexists(root)
     root.mkdir(parents=True, exist_ok=True)
     refuse_links(root, (LOCK_NAME, MANIFEST_NAME), DATA_PREFIXES + (CACHE_PREFIX,))
     _touch(root / LOCK_NAME)
@@ -61,19 +62,23 @@ def writer_lock(
         if on_wait is not None:
             on_wait()
         lock.acquire()
+    failed = False
     try:
         refuse_links(root, (LOCK_NAME, MANIFEST_NAME), DATA_PREFIXES + (CACHE_PREFIX,))
         before = set(os.listdir(root))
         try:
             yield
         except BaseException as exc:
+            failed = True
+            error = storage_error(exc, root)  # before the cleanup frees the space
             discard_uncommitted(root, before)
-            error = storage_error(exc, root)
             if error is not None:
                 raise error from exc
             raise
     finally:
         lock.release()
+        if failed and created and not os.path.lexists(root / MANIFEST_NAME):
+            shutil.rmtree(root, ignore_errors=True)  # a first build that failed leaves no folder
 
 
 def _touch(path: Path) -> None:
@@ -93,8 +98,8 @@ def storage_error(exc: BaseException, root: Path) -> StorageError | None:
         return None
     message = str(exc).lower()
     full = (isinstance(exc, OSError) and exc.errno in _FULL) or "disk is full" in message or "no space left" in message
-    if not full and isinstance(exc, (sqlite3.OperationalError, RuntimeError)) and _free_bytes(root) < (1 << 20):
-        full = True  # SQLite and FAISS say "disk I/O error" / "write error" for a full disk too
+    if not full and isinstance(exc, (OSError, sqlite3.OperationalError, RuntimeError)) and _free_bytes(root) < (1 << 20):
+        full = True  # SQLite, FAISS and NumPy say "disk I/O error", "write error", "N requested and M written"
     if full:
         free = _free_bytes(root)
         return StorageError(f"no space left on the device of {root} ({free // (1 << 20)} MiB free): "
