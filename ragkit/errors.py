@@ -37,3 +37,12 @@ class IndexLockedError(RagkitError):
 
 class StorageError(RagkitError):
     """The index folder could not be written: a full disk or another I/O error (nothing was changed)."""
+
+
+
+class OnnxEncoderError(IndexFormatError):
+    """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
+
+
+class OnnxExportUnsupported(RagkitError, NotImplementedError):
+    """The model cannot be exported faithfully (architecture, dtype, pooling): keep sentence-transformers."""

@@ -106,7 +106,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(small_fs, tmp_path):
 def test_killed_int8_exports_leave_no_temporary_folders(tmp_path, monkeypatch):
     """The export lock's holder removes ``.tmp-``/``.old-`` folders that killed exporters left."""
     pytest.importorskip("onnxruntime")
-    from ragkit.encoders import embedder
+    from ragkit.encoders import int8 as embedder
 
     monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path))
     folder = embedder.int8_encoder_dir("some-model", "/nowhere")
@@ -126,7 +126,7 @@ def test_killed_int8_exports_leave_no_temporary_folders(tmp_path, monkeypatch):
         raise Stop
 
     with pytest.raises(Stop):
-        embedder._int8_encoder("some-model", "/nowhere", no_model)
+        embedder.int8_encoder("some-model", "/nowhere", no_model)
     assert not any(d.exists() for d in debris)
     assert other.exists()
     shutil.rmtree(other)

@@ -130,6 +130,7 @@ def discard_uncommitted(root: Path, before: set[str]) -> None:
         _remove(root / name)
 
 
+
 def next_generation(root: Path) -> int:
     """The number of the generation a writer writes next: one above any found in the folder."""
     numbers = [0]
