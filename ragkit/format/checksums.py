@@ -59,6 +59,9 @@ def check(root: Path, files: Mapping[str, Mapping[str, Any]], full: bool = False
     ``files`` are the manifest's checksums (names already checked by the schema; checked
     again here for callers that bypass it). A size is compared before a byte is hashed.
     """
+    from ragkit.format.pinning import is_pinned_folder
+
+    pinned = is_pinned_folder(root)  # a reader's links to its open descriptors: read through them
     for rel, expected in files.items():
         check_name(rel, f"index {root}: file")
         try:
@@ -77,7 +80,8 @@ def check(root: Path, files: Mapping[str, Mapping[str, Any]], full: bool = False
                     head.update(block)
                 if head.hexdigest() != expected.get("sha256"):
                     raise IndexFormatError(f"index {root} is damaged: {rel} does not match its checksum")
-    only_listed(root, files)
+    if not pinned:  # a pinned folder holds the listed files only, by construction
+        only_listed(root, files)
 
 
 def only_listed(root: Path, files: Iterable[str]) -> None:

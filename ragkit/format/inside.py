@@ -71,7 +71,13 @@ def no_link_on_the_way(root: Path, rel: str) -> Path:
 
 
 def open_inside(root: Path, rel: str) -> int:
-    """A read-only descriptor of the regular file ``root/rel``; no link followed on the way."""
+    """A read-only descriptor of the regular file ``root/rel``; no link followed on the way.
+
+    The one exception: inside a reader's pinned folder (:mod:`ragkit.format.pinning`) every
+    file is a link to a descriptor the reader opened this way, and is read through it.
+    """
+    if _in_pinned_folder(root):
+        return os.open(root / rel, os.O_RDONLY | _CLOEXEC)
     path = no_link_on_the_way(root, rel)
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
@@ -85,6 +91,12 @@ def open_inside(root: Path, rel: str) -> int:
         os.close(fd)
         raise IndexFormatError(f"index {root} is damaged: {rel} is not a regular file")
     return fd
+
+
+def _in_pinned_folder(root: Path) -> bool:
+    from ragkit.format.pinning import is_pinned_folder
+
+    return any(is_pinned_folder(p) for p in (root, *root.parents))
 
 
 def read_inside(root: Path, rel: str, limit: int) -> bytes:
