@@ -45,7 +45,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except RagkitError as exc:
-        print_error(_first(str(exc)))
+        print_error(_first(_message(exc)))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print_error("interrupted")
@@ -89,6 +89,27 @@ def _one_line(exc: BaseException) -> str:
         match = re.search(r"\.(?:cpp|h):\d+: (.*)", text)
         return f"FAISS: {(match.group(1) if match else text)[:300]} ({damaged})"
     return f"internal error: {type(exc).__name__}: {text[:300]} (please report it; RAGKIT_DEBUG=1 shows the traceback)"
+
+
+# Library parameters as the command line spells them: errors name the parameter at fault.
+_FLAGS = {"index_type": "--index-type", "recall": "--recall", "max_tokens": "--max-tokens",
+          "overlap_tokens": "--overlap", "since": "--since", "until": "--until", "source": "--source",
+          "where": "--where"}
+
+
+def _message(exc: RagkitError) -> str:
+    """The library's one-line message in the command line's words."""
+    import re
+
+    from ragkit.errors import IndexNotFoundError
+
+    text = str(exc)
+    if exc.param in _FLAGS:
+        for param, flag in _FLAGS.items():
+            text = re.sub(rf"(?<![\w-]){param}(?![\w-])", flag, text)
+    if isinstance(exc, IndexNotFoundError):
+        text += "; build one with `ragkit index PATH`"
+    return text
 
 
 def _progress(enabled: bool = True):  # noqa: ANN202

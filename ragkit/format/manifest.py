@@ -68,7 +68,7 @@ def read_versioned_json(
         readable = " or ".join(str(v) for v in versions)
         raise error(
             f"{what} {path} has format version {brief(found)}; this ragkit ({__version__}) "
-            f"reads version {readable}: rebuild the index with `ragkit index`"
+            f"reads version {readable}: rebuild the index"
         )
     return data
 
@@ -87,9 +87,9 @@ def load_manifest(folder: str | Path) -> Manifest:
     if not root.is_dir():
         if root.exists():
             raise IndexNotFoundError(f"no index at {root}: it is a file, not a folder")
-        raise IndexNotFoundError(f"no index at {root} (folder does not exist); build one with `ragkit index PATH`")
+        raise IndexNotFoundError(f"no index at {root} (folder does not exist)")
     if not os.path.lexists(path):
-        raise IndexNotFoundError(f"no ragkit index in {root} (no {MANIFEST_NAME}); build one with `ragkit index PATH`")
+        raise IndexNotFoundError(f"no ragkit index in {root} (no {MANIFEST_NAME})")
     data = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit index manifest")
     return parse(data, path)
 
