@@ -40,12 +40,12 @@ def _errors() -> Iterator[None]:
     damaged file or a full disk are named by their source (see :func:`_one_line`). Set
     ``RAGKIT_DEBUG=1`` to get the traceback of anything that is not a RagkitError.
     """
-    from ragkit.cli.console import print_error
+    from ragkit.cli.console import first_line, one_line, print_error
 
     try:
         yield
     except RagkitError as exc:
-        print_error(_first(_message(exc)))
+        print_error(first_line(_message(exc)))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print_error("interrupted")
@@ -57,41 +57,10 @@ def _errors() -> Iterator[None]:
 
         if os.environ.get("RAGKIT_DEBUG"):
             raise
-        print_error(_one_line(exc))
+        print_error(one_line(exc))
         raise typer.Exit(1) from None
 
 
-def _first(text: str) -> str:
-    lines = text.strip().splitlines()
-    return (lines[0] if lines else "unknown error")[:2000]
-
-
-def _one_line(exc: BaseException) -> str:
-    """One line for an exception that is not a RagkitError."""
-    import errno
-    import re
-    import sqlite3
-
-    damaged = "the index may be damaged: `ragkit info --verify` checks it"
-    if isinstance(exc, sqlite3.DatabaseError):
-        return f"SQLite: {_first(str(exc))} ({damaged})"
-    if isinstance(exc, MemoryError):
-        return "out of memory (a damaged index file or an input too large for this machine)"
-    if isinstance(exc, RecursionError):
-        return "input nested too deeply"
-    if isinstance(exc, OSError):
-        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return f"no space left on device{f' writing {exc.filename}' if exc.filename else ''}"
-        where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror or _first(str(exc))}{where}"
-    text = _first(str(exc))
-    if isinstance(exc, RuntimeError) and text.startswith("Error in "):  # FAISS: "Error in <signature> at f.cpp:N: why"
-        match = re.search(r"\.(?:cpp|h):\d+: (.*)", text)
-        return f"FAISS: {(match.group(1) if match else text)[:300]} ({damaged})"
-    return f"internal error: {type(exc).__name__}: {text[:300]} (please report it; RAGKIT_DEBUG=1 shows the traceback)"
-
-
-# Library parameters as the command line spells them: errors name the parameter at fault.
 _FLAGS = {"index_type": "--index-type", "recall": "--recall", "max_tokens": "--max-tokens",
           "overlap_tokens": "--overlap", "since": "--since", "until": "--until", "source": "--source",
           "where": "--where"}
@@ -213,11 +182,12 @@ def remove(
     with _errors():
         from ragkit import update_index
         from ragkit.errors import InvalidArgumentError
+        from ragkit.cli.inputs import check_glob
         from ragkit.paths import default_index_dir
 
         if not doc_ids and source is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
-        _check_glob(source)
+        check_glob(source)
         result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
                               progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait)
         _report(result, as_json, "Updated")
@@ -257,6 +227,7 @@ def search(
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
         from ragkit.errors import InvalidArgumentError
+        from ragkit.cli.inputs import check_glob
         from ragkit.store.filters import Filters, parse_where
 
         if k < 1:
@@ -264,7 +235,7 @@ def search(
         if per_doc < 0:
             raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
-        _check_glob(source)
+        check_glob(source)
         filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
@@ -287,62 +258,13 @@ def _read_queries(query: str | None, queries: str | None) -> list[str]:
         if query is None or not query.strip():
             raise InvalidArgumentError("the query is empty")
         return [query]
-    lines = _query_lines(queries)
+    from ragkit.cli.inputs import query_lines
+
+    lines = query_lines(queries)
     texts = [line.strip() for line in lines if line.strip()]
     if not texts:
         raise InvalidArgumentError("the queries file holds no query")
     return texts
-
-
-MAX_QUERY_BYTES = 1 << 16  # a longer line is not a query
-MAX_QUERIES_BYTES = 256 << 20
-MAX_QUERIES = 1_000_000
-
-
-def _query_lines(queries: str) -> list[str]:
-    """The lines of a queries file ('-': stdin), read in bounded pieces: a line over
-    MAX_QUERY_BYTES, more than MAX_QUERIES_BYTES or MAX_QUERIES lines, or invalid UTF-8 is one
-    error line (``--queries /dev/zero`` ends at the first 64 KiB)."""
-    from ragkit.errors import InvalidArgumentError
-
-    name = "standard input" if queries == "-" else queries
-    try:
-        stream = sys.stdin.buffer if queries == "-" else open(queries, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot read queries file {queries}: {exc.strerror}") from exc
-    lines: list[str] = []
-    total = 0
-    try:
-        while True:
-            line = stream.readline(MAX_QUERY_BYTES + 1)
-            if not line:
-                break
-            total += len(line)
-            if len(line) > MAX_QUERY_BYTES:
-                raise InvalidArgumentError(f"line {len(lines) + 1} of {name} is longer than {MAX_QUERY_BYTES} bytes")
-            if total > MAX_QUERIES_BYTES or len(lines) >= MAX_QUERIES:
-                raise InvalidArgumentError(f"{name} holds more than {MAX_QUERIES} queries or {MAX_QUERIES_BYTES >> 20} MiB")
-            try:
-                lines.append(line.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError as exc:
-                raise InvalidArgumentError(f"line {len(lines) + 1} of {name} is not valid UTF-8 "
-                                           f"(byte {exc.start}: {line[exc.start:exc.start + 1]!r})") from None
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot read queries file {queries}: {exc.strerror}") from exc
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    return lines
-
-
-MAX_GLOB = 4096
-
-
-def _check_glob(source: str | None) -> None:
-    from ragkit.errors import InvalidArgumentError
-
-    if source is not None and len(source) > MAX_GLOB:
-        raise InvalidArgumentError(f"--source is {len(source)} characters long; at most {MAX_GLOB}")
 
 
 def _open_for_search(index_dir: Path | None, model: str | None):  # noqa: ANN202

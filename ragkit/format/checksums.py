@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import IndexFormatError
-from ragkit.format.inside import check_name, no_link_on_the_way, open_inside
+from ragkit.format.inside import check_name, is_pinned_folder, no_link_on_the_way, open_inside
 
 HEAD_BYTES = 1 << 16
 
@@ -59,8 +59,6 @@ def check(root: Path, files: Mapping[str, Mapping[str, Any]], full: bool = False
     ``files`` are the manifest's checksums (names already checked by the schema; checked
     again here for callers that bypass it). A size is compared before a byte is hashed.
     """
-    from ragkit.format.pinning import is_pinned_folder
-
     pinned = is_pinned_folder(root)  # a reader's links to its open descriptors: read through them
     for rel, expected in files.items():
         check_name(rel, f"index {root}: file")

@@ -93,10 +93,20 @@ def open_inside(root: Path, rel: str) -> int:
     return fd
 
 
-def _in_pinned_folder(root: Path) -> bool:
-    from ragkit.format.pinning import is_pinned_folder
+_PINNED: set[str] = set()  # link folders of live readers (ragkit.format.pinning)
 
-    return any(is_pinned_folder(p) for p in (root, *root.parents))
+
+def mark_pinned(folder: str, live: bool) -> None:
+    """Record (or forget) a reader's link folder: its links to open descriptors are meant."""
+    (_PINNED.add if live else _PINNED.discard)(folder)
+
+
+def is_pinned_folder(path: Path) -> bool:
+    return str(path) in _PINNED
+
+
+def _in_pinned_folder(root: Path) -> bool:
+    return bool(_PINNED) and any(is_pinned_folder(p) for p in (root, *root.parents))
 
 
 def read_inside(root: Path, rel: str, limit: int) -> bytes:

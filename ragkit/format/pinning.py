@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ragkit.errors import IndexFormatError
-from ragkit.format.inside import open_inside
+from ragkit.format.inside import mark_pinned, open_inside
 
 
 def _descriptor_folder() -> str | None:
@@ -32,14 +32,6 @@ def _descriptor_folder() -> str | None:
     return None
 
 
-_FOLDERS: set[str] = set()  # link folders of live PinnedFiles (see is_pinned_folder)
-
-
-def is_pinned_folder(path: Path) -> bool:
-    """Whether ``path`` is the link folder of a live :class:`PinnedFiles`: its links are meant."""
-    return str(path) in _FOLDERS
-
-
 def _release(fds: list[int], folder: str | None) -> None:
     for fd in fds:
         try:
@@ -47,7 +39,7 @@ def _release(fds: list[int], folder: str | None) -> None:
         except OSError:
             pass
     if folder is not None:
-        _FOLDERS.discard(folder)
+        mark_pinned(folder, live=False)
         _remove_tree(folder)
 
 
@@ -90,7 +82,7 @@ class PinnedFiles:
             raise IndexFormatError(f"cannot open {name} of index {root}: {exc.strerror}") from None
         self.folder = Path(links) if links is not None else root
         if links is not None:
-            _FOLDERS.add(links)
+            mark_pinned(links, live=True)
 
     def materialize(self, folder: str) -> Path:
         """Copy the pinned files under ``folder`` into a private folder of real files.
