@@ -26,6 +26,7 @@ from ragkit.errors import (
     OnnxEncoderError,
     OnnxExportUnsupported,
     RagkitError,
+    StorageError,
 )
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ __all__ = [
     "Passage",
     "RagkitError",
     "SearchResult",
+    "StorageError",
     "__version__",
     "build_index",
     "evaluate",

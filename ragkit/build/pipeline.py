@@ -23,8 +23,8 @@ from ragkit.build.reuse import Kept, RecordedModel, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError
-from ragkit.format.layout import fsync_file, next_generation, remove_stale, writer_lock
-from ragkit.format.manifest import new_manifest, read_manifest, write_manifest
+from ragkit.format.layout import commit, fsync_file, next_generation, writer_lock
+from ragkit.format.manifest import new_manifest, read_manifest
 from ragkit.ingest.loaders import source_files
 from ragkit.progress import NoProgress, Progress
 from ragkit.store.sqlite import Store
@@ -130,6 +130,7 @@ def update_index(
 
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
+    from ragkit.format.checksums import check
     from ragkit.search.index import Index
     from ragkit.store.filters import Filters
 
@@ -138,8 +139,9 @@ def update_index(
     if isinstance(add, (str, os.PathLike)):
         add = [add]
     new_docs, report, source_paths = stages.collect(add, progress, allow_empty=True)
-    with writer_lock(root, wait, on_wait):
+    with writer_lock(root, wait, on_wait, create=False):
         manifest = read_manifest(root)
+        check(root, manifest["files"], full=True)  # every byte taken over is verified, never laundered
         with Index.open(root, embedder=embedder) as current:
             existing = current.store.documents()
             unknown = sorted(set(remove) - {d.id for d in existing})
@@ -243,8 +245,7 @@ def _write(
         files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
                **recorded},
     )
-    write_manifest(root, manifest)
-    remove_stale(root, keep=set(names.values()))
+    commit(root, manifest, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
 

@@ -34,19 +34,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from ragkit.cli.console import print_error
+    """Every error is one line on stderr and exit code 1 (130 for Ctrl-C), never a traceback.
+
+    ragkit's own errors say what is wrong; errors that FAISS, SQLite or the system raise from a
+    damaged file or a full disk are named by their source (see :func:`_one_line`). Set
+    ``RAGKIT_DEBUG=1`` to get the traceback of anything that is not a RagkitError.
+    """
+    from ragkit.cli.console import first_line, one_line, print_error
 
     try:
         yield
     except RagkitError as exc:
-        print_error(_message(exc))
+        print_error(first_line(_message(exc)))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print_error("interrupted")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the one-line promise
+        import os
+
+        if os.environ.get("RAGKIT_DEBUG"):
+            raise
+        print_error(one_line(exc))
+        raise typer.Exit(1) from None
 
 
-# Library parameters as the command line spells them: errors name the parameter at fault.
 _FLAGS = {"index_type": "--index-type", "recall": "--recall", "max_tokens": "--max-tokens",
           "overlap_tokens": "--overlap", "since": "--since", "until": "--until", "source": "--source",
           "where": "--where"}
@@ -168,10 +182,12 @@ def remove(
     with _errors():
         from ragkit import update_index
         from ragkit.errors import InvalidArgumentError
+        from ragkit.cli.inputs import check_glob
         from ragkit.paths import default_index_dir
 
         if not doc_ids and source is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
+        check_glob(source)
         result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
                               progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait)
         _report(result, as_json, "Updated")
@@ -215,6 +231,7 @@ def search(
     with _errors():
         from ragkit import search_response
         from ragkit.errors import InvalidArgumentError
+        from ragkit.cli.inputs import check_glob
         from ragkit.store.filters import Filters, parse_where
 
         if k < 1:
@@ -222,6 +239,7 @@ def search(
         if per_doc < 0:
             raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
+        check_glob(source)
         filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
@@ -245,13 +263,9 @@ def _read_queries(query: str | None, queries: str | None) -> list[str]:
         if query is None or not query.strip():
             raise InvalidArgumentError("the query is empty")
         return [query]
-    if queries == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        try:
-            lines = Path(queries).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidArgumentError(f"cannot read queries file {queries}: {exc}") from exc
+    from ragkit.cli.inputs import query_lines
+
+    lines = query_lines(queries)
     texts = [line.strip() for line in lines if line.strip()]
     if not texts:
         raise InvalidArgumentError("the queries file holds no query")
@@ -290,9 +304,9 @@ def info(
         if as_json:
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
-        m, c, ch, lex = data["model"], data["counts"], data.get("chunker", {}), data.get("lexical", {})
+        m, c, ch, lex = data["model"], data["counts"], data.get("chunker") or {}, data.get("lexical") or {}
         lines = [
-            f"index:     {data['path']} (format {data['format_version']}, ragkit {data['ragkit_version']}, created {data['created']})",
+            f"index:     {data['path']} (format {data['format_version']}, ragkit {data.get('ragkit_version')}, created {data.get('created')})",
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
