@@ -57,7 +57,7 @@ from ragkit.eval.metrics import DOC_DEPTH, ndcg_at_k  # noqa: E402
 from ragkit.lexical.analysis import Analyzer  # noqa: E402
 from ragkit.lexical.bm25 import LexicalIndex  # noqa: E402
 from ragkit.search.fusion import FusionConfig, _max_norm, _minmax, _rrf  # noqa: E402
-from ragkit.search.index import mix_lexical, top_two  # noqa: E402
+from ragkit.search.ranking import mix_lexical, top_two  # noqa: E402
 
 SETS = ("xquad/ru", "xquad/en", "scifact", "news-ru/ng-title2doc", "news-ru/ng-summary2doc", "news-ru/ng-kw2doc")
 RUSSIAN = {"xquad/ru", "news-ru/ng-title2doc", "news-ru/ng-summary2doc", "news-ru/ng-kw2doc"}

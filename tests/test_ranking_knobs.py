@@ -10,7 +10,7 @@ from ragkit.errors import InvalidArgumentError
 from ragkit.lexical.analysis import Analyzer
 from ragkit.lexical.bm25 import DEFAULT_K1, LexicalIndex
 from ragkit.search.fusion import DEFAULT_DOC_WEIGHT, DEFAULT_LEXICAL_DOC_WEIGHT, FusionConfig
-from ragkit.search.index import mix_lexical, top_two
+from ragkit.search.ranking import mix_lexical, top_two
 
 TEXTS = ["Губернатор области объявил выборы", "Выборы мэра пройдут осенью, выборы важны",
          "The mayor election is in autumn", "Новая линия метро открыта", "metro metro line"]

@@ -154,42 +154,35 @@ def index(
 @app.command()
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to add; documents with a known id replace it.", show_default=False)],
-    index_dir: IndexOpt = None,
-    no_wait: NoWaitOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Add or update documents in an existing index (only new or changed text is embedded)."""
-    with _errors():
-        from ragkit import update_index
-        from ragkit.paths import default_index_dir
-
-        result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
-                              wait=not no_wait, on_wait=_on_wait)
-        _report(result, as_json, "Updated")
+    _update(index_dir, no_wait, as_json, quiet, add=paths)
 
 
 @app.command()
 def remove(
     doc_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the documents to remove.", show_default=False)] = None,
     source: Annotated[Optional[str], typer.Option(help="Remove the documents whose source path matches this glob.")] = None,
-    index_dir: IndexOpt = None,
-    no_wait: NoWaitOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Remove documents from an index by id or by source glob."""
+    _update(index_dir, no_wait, as_json, quiet, remove=doc_ids or [], remove_source=source)
+
+
+def _update(index_dir: Path | None, no_wait: bool, as_json: bool, quiet: bool, **changes: object) -> None:
+    """``ragkit add`` and ``ragkit remove``: one update of the index, reported."""
     with _errors():
         from ragkit import update_index
-        from ragkit.errors import InvalidArgumentError
         from ragkit.cli.inputs import check_glob
+        from ragkit.errors import InvalidArgumentError
         from ragkit.paths import default_index_dir
 
-        if not doc_ids and source is None:
+        if "remove" in changes and not changes["remove"] and changes.get("remove_source") is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
-        check_glob(source)
-        result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
-                              progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait)
+        check_glob(changes.get("remove_source"))  # type: ignore[arg-type]
+        result = update_index(index_dir or default_index_dir(), progress=_progress(not quiet), wait=not no_wait,
+                              on_wait=_on_wait, **changes)  # type: ignore[arg-type]
         _report(result, as_json, "Updated")
 
 
@@ -377,65 +370,6 @@ def eval_(
         typer.echo(f"  {'mode':<9}" + "".join(f"{key:>12}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")))
         for m, res in scores.items():
             typer.echo(f"  {m:<9}" + "".join(f"{res[key]:>12.4f}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")))
-
-
-def _server():  # noqa: ANN202
-    from ragkit.errors import RagkitError
-
-    try:
-        import fastapi  # noqa: F401
-        import jinja2  # noqa: F401
-        import mcp  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise RagkitError(f"the server needs {exc.name}: pip install 'ragkit[server]'") from None
-    from ragkit import server
-
-    return server
-
-
-IndexesOpt = Annotated[Optional[list[Path]], typer.Option("--index", "-i", help="Index folder; repeat to serve several [default: ./index].")]
-
-
-@app.command()
-def serve(
-    index_dirs: IndexesOpt = None,
-    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback exposes reads to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Enable POST /documents and DELETE /documents/{id} (need --token).")] = False,
-    token: Annotated[Optional[str], typer.Option(envvar="RAGKIT_TOKEN", help="Bearer token for writes (and reads with --auth-reads).", show_default=False)] = None,
-    auth_reads: Annotated[bool, typer.Option("--auth-reads", help="The token guards reads (and MCP) too; /health stays open.")] = False,
-    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="Host name clients may use besides localhost and IP addresses.")] = None,
-) -> None:
-    """Serve an HTTP API, a search page (/) and MCP (/mcp) over live indexes."""
-    with _errors():
-        from ragkit.errors import InvalidArgumentError
-        from ragkit.paths import default_index_dir
-
-        server = _server()
-        if auth_reads and not token:
-            raise InvalidArgumentError("--auth-reads needs a token (--token or RAGKIT_TOKEN)")
-        options = server.ServerOptions(allow_writes=allow_writes, token=token, auth_reads=auth_reads,
-                                       allowed_hosts=allowed_host or ())
-        application = server.create_app(index_dirs or [default_index_dir()], options)
-        if not server.security.is_loopback(host) and not auth_reads:
-            typer.echo(f"ragkit: warning: serving on {host}: anyone who can reach it can read the index "
-                       "(no auth for reads; add --token ... --auth-reads to guard them)", err=True)
-        import uvicorn
-
-        uvicorn.run(application, host=host, port=port, log_level="warning")
-
-
-@app.command("mcp")
-def mcp_(index_dirs: IndexesOpt = None) -> None:
-    """Speak MCP on stdin/stdout (tools: search, get_document, info)."""
-    with _errors():
-        from ragkit.paths import default_index_dir
-
-        _server()
-        from ragkit.server.mcp import run_stdio
-
-        run_stdio(index_dirs or [default_index_dir()])
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ragkit.errors import IndexFormatError, IndexLockedError, IndexNotFoundError, InvalidArgumentError, RagkitError, StorageError
+from ragkit.errors import IndexFormatError, IndexLockedError, InvalidArgumentError, RagkitError, StorageError
 from ragkit.format.inside import refuse_links
 from ragkit.format.manifest import MANIFEST_NAME, fsync_dir, load_manifest, write_manifest
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,31 @@ from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
 from ragkit.format.checksums import check
 from ragkit.ingest.dedup import DuplicateGroups, read_groups
-from ragkit.search.rerank import DEFAULT_DEPTH, Reranker, get_reranker, rerank_order
+from ragkit.search.rerank import DEFAULT_DEPTH, Reranker, get_reranker
 from ragkit.format.manifest import read_manifest
 from ragkit.format.pinning import PinnedFiles
 from ragkit.lexical.analysis import detect_language
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.search.fusion import Fused, FusionConfig, fuse
 from ragkit.store.filters import Filters
+from ragkit.search.ranking import (
+    cap_per_doc,
+    check_k,
+    check_query,
+    collapse_groups,
+    empty,
+    from_dense,
+    mix_lexical,
+    reranked,
+    top,
+    top_two,
+)
 from ragkit.store.sqlite import Store
 from ragkit.vectors.faiss_index import VectorIndex
 
 MODES = ("hybrid", "lexical", "dense")
 DEFAULT_PER_DOC = 3
 _QUERY_CACHE = 50_000
-_TIE_BREAK = 1e-6  # the passage share that remains at doc_weight 1: orders a document's passages
 
 
 class Index:
@@ -241,22 +251,22 @@ class Index:
         fusion: FusionConfig | None = None,
     ) -> list[Fused]:
         """For each query, up to ``n`` passages best first, with their component scores."""
-        queries = [_check_query(q) for q in queries]
+        queries = [check_query(q) for q in queries]
         if mode not in MODES:
             raise InvalidArgumentError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if not queries or (allowed is not None and len(allowed) == 0):
-            return [_empty() for _ in queries]
+            return [empty() for _ in queries]
         fusion = fusion or FusionConfig()
         weights = [self._dense_weight(q, fusion) if mode == "hybrid" else 0.0 for q in queries]
         need_dense = mode == "dense" or any(w > 0 for w in weights)
         qvecs = self.embed_queries(queries) if need_dense else None
         if mode == "dense":
             scores, ids = self.vectors.search(qvecs, n, allowed)
-            return [_from_dense(i, s) for i, s in zip(ids, scores)]
+            return [from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
         for qi, query in enumerate(queries):
             lex_vec, leads = self._lexical_vector(query, fusion.doc_weight_for(mode))
-            lex_ids, lex_scores = _top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
+            lex_ids, lex_scores = top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
             weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
             if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
                 out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
@@ -323,7 +333,7 @@ class Index:
         path (or a :class:`~ragkit.search.rerank.Reranker`) that re-orders the best
         ``rerank_depth`` passages; None (default) keeps the ranking.
         """
-        _check_k(k)
+        check_k(k)
         if per_doc is not None and per_doc < 1:
             raise InvalidArgumentError(f"per-doc must be a positive integer, got {per_doc!r}")
         if isinstance(rerank_depth, bool) or not isinstance(rerank_depth, int) or rerank_depth < 1:
@@ -339,14 +349,14 @@ class Index:
             while True:
                 ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
                 if groups:
-                    ranked = _collapse(ranked, doc_of, groups[0])
-                picked = _cap_per_doc(ranked, doc_of, per_doc, want)
+                    ranked = collapse_groups(ranked, doc_of, groups[0])
+                picked = cap_per_doc(ranked, doc_of, per_doc, want)
                 exhausted = len(ranked.ids) < n or n >= len(self)
                 if len(picked) >= want or exhausted:
                     break
                 n *= 4
             found = self._results(ranked, picked, mode, doc_of, groups)
-            results.append(_reranked(reranker, query, found, k) if reranker is not None else found[:k])
+            results.append(reranked(reranker, query, found, k) if reranker is not None else found[:k])
         return results
 
     def duplicate_groups(self) -> tuple[dict[int, int], DuplicateGroups] | None:
@@ -385,104 +395,3 @@ class Index:
         if self._passage_docs is None:
             self._passage_docs = self.store.passage_docs()
         return self._passage_docs
-
-
-def mix_lexical(passage: np.ndarray, document: np.ndarray, doc_rows: np.ndarray, doc_weight: float) -> np.ndarray:
-    """Each passage's max-normalised BM25 mixed with its document's (``doc_rows``: the document
-    row of each passage row); ``doc_weight`` 0 returns the passage scores unchanged. At
-    ``doc_weight`` 1 the passage's own score still orders the passages of one document."""
-    if doc_weight <= 0.0:
-        return passage
-    document = document[doc_rows]
-    p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
-    mixed = np.zeros_like(passage)
-    if p_top > 0:
-        mixed += max(1.0 - doc_weight, _TIE_BREAK) * passage / p_top
-    if d_top > 0:
-        mixed += doc_weight * document / d_top
-    return mixed
-
-
-def top_two(scores: np.ndarray) -> tuple[float, float]:
-    """The two largest values of ``scores`` (0 where there are fewer)."""
-    if scores.size == 0:
-        return 0.0, 0.0
-    if scores.size == 1:
-        return float(scores[0]), 0.0
-    part = np.partition(scores, scores.size - 2)[-2:]
-    return float(part[1]), float(part[0])
-
-
-def _collapse(ranked: Fused, doc_of: np.ndarray, group_of: dict[int, int]) -> Fused:
-    """``ranked`` without the passages of a duplicate group's documents after its first one."""
-    first: dict[int, int] = {}  # group -> its best-ranked document row
-    keep = np.ones(len(ranked.ids), dtype=bool)
-    for i, pid in enumerate(ranked.ids.tolist()):
-        doc = int(doc_of[pid]) if 0 <= pid < doc_of.shape[0] else -1
-        g = group_of.get(doc)
-        if g is not None and first.setdefault(g, doc) != doc:
-            keep[i] = False
-    if keep.all():
-        return ranked
-    return Fused(ranked.ids[keep], ranked.scores[keep], {k: v[keep] for k, v in ranked.components.items()})
-
-
-def _reranked(reranker: Reranker, query: str, found: list[SearchResult], k: int) -> list[SearchResult]:
-    """``found`` re-ordered by the cross-encoder, the first ``k``, ranks renumbered."""
-    texts = [f"{r.title}\n{r.text}" if r.title and not r.text.startswith(r.title) else r.text for r in found]
-    order, scores = rerank_order(reranker, query, texts)
-    out = []
-    for rank, i in enumerate(order[:k].tolist(), start=1):
-        r = found[i]
-        out.append(replace(r, rank=rank, score=float(scores[i]), scores={**r.scores, "rerank": float(scores[i])}))
-    return out
-
-
-def _cap_per_doc(ranked: Fused, doc_of: np.ndarray, per_doc: int | None, k: int) -> list[int]:
-    """Positions in ``ranked`` of the first ``k`` passages, at most ``per_doc`` per document.
-
-    ``doc_of``: the document row of each passage id.
-    """
-    if per_doc is None:
-        return list(range(min(k, len(ranked.ids))))
-    counts: dict[int, int] = {}
-    picked = []
-    for i, pid in enumerate(ranked.ids.tolist()):
-        doc = int(doc_of[pid]) if 0 <= pid < doc_of.shape[0] else -1
-        if counts.get(doc, 0) < per_doc:
-            counts[doc] = counts.get(doc, 0) + 1
-            picked.append(i)
-            if len(picked) == k:
-                break
-    return picked
-
-
-def _top(ids: np.ndarray, values: np.ndarray, n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (ids, values) with a value above 0, best first, ties by row."""
-    candidates = np.flatnonzero(values > 0) if rows is None else rows[values[rows] > 0]
-    picked = values[candidates]
-    if candidates.size > n:
-        keep = np.argpartition(-picked, n - 1)[:n]
-        candidates, picked = candidates[keep], picked[keep]
-    order = np.lexsort((candidates, -picked))
-    return np.asarray(ids[candidates[order]], dtype=np.int64), picked[order].astype(np.float32)
-
-
-def _from_dense(ids: np.ndarray, scores: np.ndarray) -> Fused:
-    keep = ids >= 0
-    return Fused(ids[keep], scores[keep], {"dense": scores[keep]})
-
-
-def _empty() -> Fused:
-    return Fused(np.zeros(0, np.int64), np.zeros(0, np.float32), {})
-
-
-def _check_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidArgumentError("the query is empty")
-    return query
-
-
-def _check_k(k: int) -> None:
-    if not isinstance(k, int) or k < 1:
-        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
