@@ -61,13 +61,29 @@ class SearchBatch(BaseModel):
     index: str | None = None
 
 
-class DocumentIn(BaseModel):
-    id: str
-    text: str
-    title: str = ""
-    date: str | None = None
-    source: str = "api"
-    url: str | None = None
+def _document_body() -> type[BaseModel]:
+    """The upsert body of one document: the fields of :class:`ragkit.Document` (``source``: "api")."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    hints = typing.get_type_hints(ragkit.Document)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(ragkit.Document):
+        if f.name == "pages":  # page starts come from PDF loading, not from a client
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = "api" if f.name == "source" else f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:
+            default = ...
+        fields[f.name] = (hints[f.name], default)
+    return create_model("DocumentIn", **fields)
+
+
+DocumentIn = _document_body()
 
 
 class Upsert(BaseModel):

@@ -170,5 +170,8 @@ def _document(d: dict[str, Any]) -> ragkit.Document:
             _dt.date.fromisoformat(date)
         except (TypeError, ValueError):
             raise ragkit.InvalidArgumentError(f"date must be YYYY-MM-DD, got {date!r}") from None
+    metadata = d.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ragkit.InvalidArgumentError("metadata must be an object of field -> value")
     return ragkit.Document(id=d["id"], text=d["text"], title=d.get("title") or "", date=date,
-                           source=d.get("source") or "api", url=d.get("url"))
+                           source=d.get("source") or "api", url=d.get("url"), metadata=metadata)
