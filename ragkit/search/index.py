@@ -182,11 +182,19 @@ class Index:
 
     @cached_property
     def lexical(self) -> LexicalIndex:
-        return LexicalIndex.load(self._data / self.manifest["lexical"]["dir"])
+        return self._load_lexical("dir", 0, len(self) - 1)
 
     @cached_property
     def doc_lexical(self) -> LexicalIndex:
-        return LexicalIndex.load(self._data / self.manifest["lexical"]["documents_dir"])
+        return self._load_lexical("documents_dir", 1, int(self.manifest["counts"]["documents"]))
+
+    def _load_lexical(self, key: str, low: int, high: int) -> LexicalIndex:
+        """A BM25 index of this generation whose ids are passage ids (or document rows) in ``low..high``."""
+        lexical = LexicalIndex.load(self._data / self.manifest["lexical"][key])
+        ids = lexical.ids
+        if ids.size and (int(ids.min()) < low or int(ids.max()) > high):
+            raise IndexFormatError(f"index {self.path} is damaged: {self.manifest['lexical'][key]} has ids outside {low}..{high}")
+        return lexical
 
     @property
     def store(self) -> Store:
