@@ -1,0 +1,1 @@
+"""Writing an index: options, the build stages, updates, and the writer's folder layout."""

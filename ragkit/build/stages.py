@@ -1,0 +1,238 @@
+"""The build stages: collect documents, cut passages, embed (cached), BM25, vectors, query encoder.
+
+Each stage is a function of its inputs; :mod:`ragkit.build.pipeline` runs them in order and
+commits the result as a new generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragkit.build.options import BuildOptions
+from ragkit.build.reuse import Kept
+from ragkit.documents import Document
+from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
+from ragkit.encoders.embedder import Embedder
+from ragkit.errors import EmptyCorpusError, InvalidArgumentError, ModelMismatchError
+from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker
+from ragkit.ingest.loaders import LoadReport, load_documents
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.progress import Progress
+from ragkit.vectors.faiss_index import VectorIndex
+
+# A title longer than this share of the passage budget is not prefixed to passages.
+_MAX_TITLE_SHARE = 0.25
+
+
+def collect(
+    sources: Iterable[str | os.PathLike[str]] | Iterable[Document], progress: Progress, allow_empty: bool = False
+) -> tuple[list[Document], LoadReport, list[str]]:
+    items = list(sources)
+    report = LoadReport()
+    source_paths: list[str] = []
+    if items and all(isinstance(x, Document) for x in items):
+        docs: list[Document] = items  # type: ignore[assignment]
+        report.documents = len(docs)
+    else:
+        if any(isinstance(x, Document) for x in items):
+            raise InvalidArgumentError("give either paths or Document objects, not both")
+        source_paths = [str(Path(p).resolve()) for p in items]  # type: ignore[arg-type]
+        docs = []
+        if source_paths:
+            progress.start("Loading", None)
+            docs, report = load_documents(source_paths)
+            progress.finish()
+    if not docs and not (allow_empty and not items):
+        detail = f" ({report.summary()})" if report.files or report.skipped else ""
+        raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
+    seen: set[str] = set()
+    for d in docs:
+        if d.id in seen:
+            raise InvalidArgumentError(f"duplicate document id {d.id!r}")
+        seen.add(d.id)
+    return docs, report, source_paths
+
+def chunk(  # noqa: ANN202
+    docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress, kept: Kept | None = None
+):
+    """Passage spans per document, the texts to embed, whether each document's title is prefixed
+    to its passages, and the chunker settings.
+
+    Documents in ``kept`` (an update's unchanged documents; the settings are the current ones)
+    keep their stored spans and title prefix; only the others are counted and cut, so an update
+    that only removes documents never loads the tokenizer.
+    """
+    stored = [kept.documents.get(d.id) if kept is not None else None for d in docs]
+    todo = [i for i, st in enumerate(stored) if st is None or st.title_prefix is None]
+    title_tokens: dict[int, int] = {}
+    budget = 0
+    chunker: Chunker | None = None
+    if todo:
+        counter = embedder.token_counter()
+        window = embedder.max_tokens - counter.special_tokens
+        prompt_tokens = counter.count([embedder.passage_prompt])[0] if embedder.passage_prompt else 0
+        budget = window - prompt_tokens
+        if options.max_tokens is not None:
+            budget = min(budget, options.max_tokens)
+        if budget < MIN_MAX_TOKENS:
+            raise InvalidArgumentError(f"model window of {embedder.max_tokens} tokens leaves no room for passages")
+        chunker = Chunker(counter, budget, min(options.overlap_tokens, budget // 2 - 1))
+        counts = counter.count([docs[i].title for i in todo]) if options.title_prefix else [0] * len(todo)
+        title_tokens = dict(zip(todo, counts))
+    progress.start("Chunking", len(docs))
+    spans: list[list[tuple[int, int]]] = []
+    texts: list[str] = []
+    prefixed: list[bool] = []
+    for i, (doc, st) in enumerate(zip(docs, stored)):
+        if i in title_tokens:
+            t_tokens = title_tokens[i]
+            fits = t_tokens + 1 <= budget * _MAX_TITLE_SHARE and budget - t_tokens - 1 >= MIN_MAX_TOKENS
+            has_prefix = bool(options.title_prefix and doc.title and fits and not doc.text.startswith(doc.title))
+        else:
+            has_prefix = bool(st.title_prefix)  # type: ignore[union-attr]
+        if st is not None:
+            doc_spans = [(start, end) for _, start, end in st.passages]
+        else:
+            doc_spans = chunker.spans(doc.text, budget - (title_tokens[i] + 1 if has_prefix else 0))  # type: ignore[union-attr]
+        prefix = doc.title + "\n" if has_prefix else ""
+        spans.append(doc_spans)
+        texts.extend(prefix + doc.text[s:e] for s, e in doc_spans)
+        prefixed.append(has_prefix)
+        progress.advance()
+    progress.finish()
+    if kept is not None and kept.chunker:
+        settings = dict(kept.chunker)
+    else:
+        settings = {
+            "tokenizer": embedder.name,
+            "max_tokens": budget,
+            "overlap_tokens": chunker.overlap_tokens if chunker else options.overlap_tokens,
+            "title_prefix": options.title_prefix,
+            "sentence_splitter": "ragkit.chunking/1",
+        }
+    return spans, texts, prefixed, settings
+
+def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
+    cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
+                           getattr(embedder, "passage_cache_tag", ""))
+    try:
+        keys = cache.keys(texts)
+        found = cache.get(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+        for i, k in enumerate(keys):
+            if k in found:
+                vectors[i] = found[k]
+        progress.start("Embedding", len(missing))
+        if missing:
+            fresh = embedder.embed_passages([texts[i] for i in missing], progress=progress.advance)
+            if fresh.shape != (len(missing), embedder.dimension):
+                raise ModelMismatchError(
+                    f"model {embedder.name!r} now gives {fresh.shape[-1]}-dimensional vectors; "
+                    f"index {root} holds {embedder.dimension}-dimensional ones: rebuild it"
+                )
+            vectors[missing] = fresh
+            cache.put([keys[i] for i in missing], fresh)
+        progress.finish()
+        return vectors, len(missing)
+    finally:
+        cache.close()
+
+def lexical(
+    docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None, reused: np.ndarray | None,
+) -> tuple[LexicalIndex, LexicalIndex]:
+    """BM25 over passages (ids: passage ids) and over whole documents (ids: document row ids).
+
+    With ``kept`` (an update) and ``reused`` (each passage's id in the current generation, -1
+    for new ones), kept documents take their term counts over from the current indexes and only
+    the text of the others is analysed; the scores equal a fresh build's.
+    """
+    ids = np.arange(len(texts), dtype=np.int64)
+    doc_ids = np.asarray(doc_rows, dtype=np.int64)
+    if kept is None or reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
+        return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])
+    reuse_passages = reused
+    new_passages = [t for t, old in zip(texts, reuse_passages.tolist()) if old < 0]
+    reuse_docs: list[int] = []
+    new_docs: list[str] = []
+    for doc in docs:
+        stored = kept.documents.get(doc.id)
+        reuse_docs.append(stored.row if stored is not None else -1)
+        if stored is None:
+            new_docs.append(_document_text(doc))
+    return (kept.lexical.updated(ids, reuse_passages, new_passages),
+            kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
+
+def _document_text(doc: Document) -> str:
+    """What the document-level BM25 index reads: the title (unless the text starts with it) and text."""
+    return doc.text if not doc.title or doc.text.startswith(doc.title) else f"{doc.title}\n{doc.text}"
+
+def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
+                   progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None) -> dict[str, Any]:
+    """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning).
+
+    An approximate type is tuned on snippets of the passages embedded as queries (see
+    :func:`ragkit.vectors.ann.tune`), or on the passage vectors themselves without texts or model.
+    """
+    from ragkit.vectors.ann import factory_for, query_snippets, training_sample, tune
+
+    factory = factory_for(options.index_type, len(ids), vectors.shape[1])
+    index = VectorIndex.create(vectors.shape[1], factory)
+    step = 65_536
+    staged = not index.exact or len(ids) > step
+    if not index.exact:
+        progress.start("Training", None)
+        index.train(training_sample(vectors, factory))
+    if staged:
+        progress.start("Indexing", len(ids))
+    for lo in range(0, len(ids), step):
+        index.add(ids[lo:lo + step], vectors[lo:lo + step])
+        progress.advance(min(step, len(ids) - lo))
+    if not index.exact:
+        progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
+    query_vectors = None
+    if not index.exact and embedder is not None and len(texts):
+        snippets = query_snippets(list(texts))
+        query_vectors = embedder.embed_queries(snippets) if snippets else None
+    tuning = tune(index, vectors, ids, options.recall, query_vectors=query_vectors)
+    index.params = tuning.params
+    if staged:
+        progress.start("Writing", None)
+    index.save(path)
+    return {"index_type": options.index_type, "factory": factory, "search": tuning.params, "tuning": tuning.to_json()}
+
+def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
+    """Export (or reuse) the ONNX query encoder of this model; None where it cannot be exported."""
+    import logging
+
+    if not isinstance(embedder, Embedder):  # test fakes
+        return None
+    from ragkit.encoders.onnx import OnnxEncoderError, OnnxExportUnsupported, read_config
+
+    key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
+    name = f"query-encoder-{key.hexdigest()[:12]}"
+    try:
+        if (root / name).is_dir():
+            config = read_config(root / name)
+            if config.get("model", {}).get("name") == embedder.name:
+                return {"dir": name}
+    except OnnxEncoderError:
+        pass
+    if type(embedder) is not Embedder or not hasattr(embedder.model, "modules"):
+        return None  # ONNX-backed or static (numpy) embedders: already torch-free
+    try:
+        from ragkit.encoders.onnx import export_onnx
+
+        export_onnx(embedder.model, root / name, model_name=embedder.name,
+                    query_prompt=embedder.query_prompt, passage_prompt=embedder.passage_prompt)
+    except (OnnxExportUnsupported, ImportError) as exc:
+        logging.getLogger("ragkit").info("no ONNX query encoder for %s: %s", embedder.name, exc)
+        return None
+    return {"dir": name}
