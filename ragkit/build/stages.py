@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +118,13 @@ def chunk(  # noqa: ANN202
         }
     return spans, texts, prefixed, settings
 
-def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
-    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
+def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
+          encode: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded).
+
+    ``encode(texts, progress=...)`` embeds the texts the cache lacks (default: the embedder's
+    ``embed_passages``; an executor's runs them on its workers).
+    """
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
                            getattr(embedder, "passage_cache_tag", ""))
     try:
@@ -132,7 +137,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) 
                 vectors[i] = found[k]
         progress.start("Embedding", len(missing))
         if missing:
-            fresh = embedder.embed_passages([texts[i] for i in missing], progress=progress.advance)
+            fresh = (encode or embedder.embed_passages)([texts[i] for i in missing], progress=progress.advance)
             if fresh.shape != (len(missing), embedder.dimension):
                 raise ModelMismatchError(
                     f"model {embedder.name!r} now gives {fresh.shape[-1]}-dimensional vectors; "
