@@ -180,11 +180,15 @@ def _document_text(doc: Document) -> str:
     return doc.text if not doc.title or doc.text.startswith(doc.title) else f"{doc.title}\n{doc.text}"
 
 def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
-                   progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None) -> dict[str, Any]:
+                  progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None,
+                  fill: Callable[[VectorIndex, np.ndarray, np.ndarray, Progress], VectorIndex | None] | None = None,
+                  ) -> dict[str, Any]:
     """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning).
 
     An approximate type is tuned on snippets of the passages embedded as queries (see
     :func:`ragkit.vectors.ann.tune`), or on the passage vectors themselves without texts or model.
+    ``fill(index, ids, vectors, progress)`` may return the trained index with the vectors added
+    elsewhere (an executor's workers, in shards), or None to leave that to this function.
     """
     from ragkit.vectors.ann import factory_for, query_snippets, training_sample, tune
 
@@ -197,9 +201,13 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
         index.train(training_sample(vectors, factory))
     if staged:
         progress.start("Indexing", len(ids))
-    for lo in range(0, len(ids), step):
-        index.add(ids[lo:lo + step], vectors[lo:lo + step])
-        progress.advance(min(step, len(ids) - lo))
+    filled = fill(index, ids, vectors, progress) if fill is not None else None
+    if filled is not None:
+        index = filled
+    else:
+        for lo in range(0, len(ids), step):
+            index.add(ids[lo:lo + step], vectors[lo:lo + step])
+            progress.advance(min(step, len(ids) - lo))
     if not index.exact:
         progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
     query_vectors = None
