@@ -87,7 +87,8 @@ def corpus(docs: int) -> Path:
 def passages(path: Path) -> list[str]:
     """The passage texts ragkit embeds for ``path`` (its chunker, the model's window)."""
     from ragkit.build.options import BuildOptions
-    from ragkit.build.stages import chunk as _chunk, collect as _collect
+    from ragkit.build.stages import chunk as _chunk
+    from ragkit.build.stages import collect as _collect
     from ragkit.encoders.embedder import Embedder
     from ragkit.progress import NoProgress
 

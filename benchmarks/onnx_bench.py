@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _env import DATA, RESULTS, ROOT, environment  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-from ragkit.encoders.onnx import CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME, OnnxEncoder, export_onnx, read_config  # noqa: E402
-from ragkit.vectors.faiss_index import l2_normalize  # noqa: E402
+from ragkit.encoders.onnx_export import export_onnx  # noqa: E402
+from ragkit.encoders.onnx_runtime import CONFIG_NAME, MODEL_NAME, TOKENIZER_NAME, OnnxEncoder, read_config
+from ragkit.vectors.exact import l2_normalize  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "onnx"
 QUERY = "what are the technology parks of Moscow?"
@@ -52,7 +52,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 ONNX_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-from ragkit.encoders.onnx import OnnxEncoder, read_config
+from ragkit.encoders.onnx_runtime import OnnxEncoder, read_config
 t1 = time.perf_counter()
 folder, kwargs = sys.argv[1], json.loads(sys.argv[2])
 if kwargs.pop("private_open", False):

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -36,9 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import DATA, RESULTS, ROOT, environment, update_readme_table  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _env import DATA, RESULTS, ROOT, environment, update_readme_table  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 _SENTENCE = re.compile(r"(?<=[.!?»])\s+(?=[А-ЯЁA-Z«\"])")

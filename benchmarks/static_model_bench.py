@@ -53,7 +53,8 @@ def load() -> tuple[float, float, float]:
 
 def build_cost(cache: Path) -> dict:
     """Build navec-ru cold into ``cache`` and load it: seconds, folder size."""
-    from ragkit.encoders.static import StaticEncoder, ensure_static_model
+    from ragkit.encoders.static import StaticEncoder
+    from ragkit.encoders.static_build import ensure_static_model
 
     os.environ["RAGKIT_CACHE"] = str(cache)
     t = time.perf_counter()
@@ -62,7 +63,9 @@ def build_cost(cache: Path) -> dict:
     t = time.perf_counter()
     StaticEncoder(folder)
     encoder_load_s = time.perf_counter() - t
-    from sentence_transformers import SentenceTransformer  # imported once, before timing the load
+    from sentence_transformers import (
+        SentenceTransformer,  # imported once, before timing the load
+    )
 
     t = time.perf_counter()
     SentenceTransformer(str(folder), device="cpu")
@@ -165,7 +168,7 @@ def speed(model: str, articles: list[dict], limit: int) -> dict:
 def ablation(workdir: Path, sets: list[str]) -> dict:
     """Dense nDCG@10 of recipe variants (each built into ``workdir``, loaded by path)."""
     import ragkit
-    from ragkit.encoders.static import build_static_model
+    from ragkit.encoders.static_build import build_static_model
 
     out = {}
     for label, kwargs in ABLATION.items():

@@ -21,13 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _env import RESULTS, ROOT, environment  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import ragkit  # noqa: E402
-from ragkit.vectors.ann import factory_for, query_snippets, recall_at, training_sample, tune  # noqa: E402
-from ragkit.vectors.faiss_index import VectorIndex, exact_search  # noqa: E402
+from ragkit.vectors.ann import (  # noqa: E402
+    factory_for,
+    query_snippets,
+    recall_at,
+    training_sample,
+    tune,
+)
+from ragkit.vectors.exact import exact_search  # noqa: E402
+from ragkit.vectors.faiss_index import VectorIndex
 
 
 def main() -> None:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One article. ``id`` is unique within an index; ``date`` is ISO ``YYYY-MM-DD`` or None."""
+    """One article. ``id`` is unique within an index; ``date`` is ISO ``YYYY-MM-DD`` or None.
+
+    ``metadata``: other fields (a JSONL record's extra fields; a page's author, site, site
+    name and language), JSON values that ``Filters(where=...)`` filters on. ``pages``: for a
+    paged source (PDF), the offset in ``text`` where each page starts (page 1 at 0).
+    """
 
     id: str
     text: str
@@ -15,6 +21,8 @@ class Document:
     date: str | None = None
     source: str = ""
     url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +37,11 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """One ranked passage. ``score`` is the ranking score (cosine similarity in dense mode)."""
+    """One ranked passage. ``score`` is the ranking score (cosine similarity in dense mode).
+
+    ``page``: the page (from 1) its first character is on, for paged sources (PDF), else None.
+    ``metadata``: its document's metadata fields.
+    """
 
     rank: int
     score: float
@@ -43,6 +55,8 @@ class SearchResult:
     url: str | None = None
     mode: str = "dense"
     scores: dict[str, float] = field(default_factory=dict)
+    page: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -58,5 +72,7 @@ class SearchResult:
             "url": self.url,
             "mode": self.mode,
             "scores": dict(self.scores),
+            "page": self.page,
+            "metadata": dict(self.metadata),
         }
         return out

@@ -33,3 +33,11 @@ class InvalidArgumentError(RagkitError):
 
 class IndexLockedError(RagkitError):
     """Another process is writing the index and the caller chose not to wait."""
+
+
+class OnnxEncoderError(IndexFormatError):
+    """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
+
+
+class OnnxExportUnsupported(RagkitError, NotImplementedError):
+    """The model cannot be exported faithfully (architecture, dtype, pooling): keep sentence-transformers."""

@@ -9,11 +9,19 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkit import Document, Index, build_index
-from ragkit.vectors.ann import INDEX_TYPES, factory_for, nlist_for, recall_at, training_sample, tune
 from ragkit.build.options import BuildOptions
 from ragkit.cli.app import app
 from ragkit.errors import InvalidArgumentError
-from ragkit.vectors.faiss_index import VectorIndex, exact_search, l2_normalize, top_k
+from ragkit.vectors.ann import (
+    INDEX_TYPES,
+    factory_for,
+    nlist_for,
+    recall_at,
+    training_sample,
+    tune,
+)
+from ragkit.vectors.exact import exact_search, l2_normalize, top_k
+from ragkit.vectors.faiss_index import VectorIndex
 
 D = 64
 TYPES = [t for t in INDEX_TYPES if t != "auto"]

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from ragkit import Document, Index, build_index
 from ragkit.cli.app import app
 from ragkit.errors import InvalidArgumentError
-from ragkit.store.filters import Filters
 from ragkit.search.fusion import FusionConfig, fuse
+from ragkit.store.filters import Filters
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def test_model_profiles_give_measured_default_weights():
 
 
 def test_default_model_follows_the_corpus_language():
-    from ragkit.build.pipeline import default_model
+    from ragkit.encoders.registry import default_model
 
     russian = [Document(f"r{i}", "Мэр Москвы рассказал о технопарках и новых станциях метро.") for i in range(3)]
     english = [Document(f"e{i}", "The mayor talked about technology parks and new metro stations.") for i in range(3)]

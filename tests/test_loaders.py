@@ -455,7 +455,7 @@ def test_symlinked_file_is_read(tmp_path: Path) -> None:
 
 
 def test_supported_suffixes() -> None:
-    assert SUPPORTED_SUFFIXES == (".txt", ".md", ".jsonl", ".jsonl.gz")
+    assert SUPPORTED_SUFFIXES == (".txt", ".md", ".jsonl", ".jsonl.gz", ".html", ".htm", ".warc", ".warc.gz", ".pdf", ".docx")
 
 
 # --------------------------------------------------------------------------- properties

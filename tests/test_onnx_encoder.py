@@ -17,16 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragkit.encoders.onnx_export import export_onnx
+from ragkit.encoders.onnx_runtime import CONFIG_NAME, OnnxEncoder, _pool
+from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 from ragkit.errors import IndexFormatError, RagkitError
-from ragkit.encoders.onnx import (
-    CONFIG_NAME,
-    OnnxEncoder,
-    OnnxEncoderError,
-    OnnxExportUnsupported,
-    _pool,
-    export_onnx,
-)
-from ragkit.vectors.faiss_index import VectorIndex, l2_normalize
+from ragkit.vectors.exact import l2_normalize
+from ragkit.vectors.faiss_index import VectorIndex
 
 HEAVY = ("torch", "transformers", "sentence_transformers")
 LONG_EN = (
@@ -262,7 +258,7 @@ def test_pooling_matches_sentence_transformers_pooling(modes):
 def test_query_process_never_imports_torch(exported, encoder):
     code = (
         "import json, sys\n"
-        "from ragkit.encoders.onnx import OnnxEncoder\n"
+        "from ragkit.encoders.onnx_runtime import OnnxEncoder\n"
         f"v = OnnxEncoder.load({str(exported)!r}).encode(['what are the technology parks of Moscow?'])\n"
         f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], 'v': v[0].tolist()}}))\n"
     )

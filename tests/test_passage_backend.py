@@ -16,11 +16,16 @@ import pytest
 
 from ragkit.build.pipeline import build_index
 from ragkit.documents import Document
-from ragkit.encoders.embedder import BACKEND_ENV, DEFAULT_MODEL, Embedder, choose_backend
 from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
+from ragkit.encoders.embedder import (
+    BACKEND_ENV,
+    DEFAULT_MODEL,
+    Embedder,
+    choose_backend,
+)
+from ragkit.encoders.onnx_export import MIN_INT8_COSINE
 from ragkit.errors import InvalidArgumentError
 from ragkit.format.manifest import read_manifest
-from ragkit.encoders.onnx import MIN_INT8_COSINE
 
 SENTENCES = [
     "Cats are small domesticated felines that purr and hunt mice.",

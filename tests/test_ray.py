@@ -187,13 +187,15 @@ def test_a_killed_actor_is_replaced_and_the_build_completes_the_same(ray_local, 
     assert_same_index(tmp_path / "local", tmp_path / "ray", top10=False)
 
 
-def test_a_model_error_is_one_clear_error_and_the_index_stays(ray_local, corpus, tmp_path):
-    from ragkit.errors import RagkitError
+def test_a_worker_error_is_one_clear_error_and_the_index_stays(ray_local, corpus, tmp_path):
+    """The actors cannot load the model: the worker's ragkit error comes back as itself, one line."""
+    from ragkit.errors import ModelLoadError, RagkitError
 
     build_index([corpus], tmp_path / "ix", model=MODEL)
     before = store_rows(tmp_path / "ix")
     with executor() as ex, pytest.raises(RagkitError) as caught:
         build_index([corpus], tmp_path / "ix", model="no-such-model-anywhere", executor=ex, force=True)
+    assert isinstance(caught.value, ModelLoadError)
     assert "no-such-model-anywhere" in str(caught.value) and "\n" not in str(caught.value)
     assert store_rows(tmp_path / "ix") == before
     with Index.open(tmp_path / "ix") as ix:

@@ -13,15 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragkit.encoders.static import BUILD_INFO, NAME, VERSION, navec_archive
+from ragkit.encoders.static_build import build_static_model, ensure_static_model
 from ragkit.errors import InvalidArgumentError, ModelLoadError
-from ragkit.encoders.static import (
-    BUILD_INFO,
-    NAME,
-    VERSION,
-    build_static_model,
-    ensure_static_model,
-    navec_archive,
-)
 
 VERSIONED = f"{NAME}-v{VERSION}"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,8 @@ from ragkit.build import stages
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
-from ragkit.encoders.embedder import Embedder
+from ragkit.encoders.embedder import Embedder, EncoderSpec
+from ragkit.encoders.registry import recorded_backend
 from ragkit.lexical.analysis import Analyzer
 from ragkit.lexical.bm25 import LexicalIndex, TermCounts, count_terms
 from ragkit.progress import NoProgress
@@ -30,18 +31,20 @@ from ragkit.progress import NoProgress
 _DOC_FIELDS = ("id", "text", "title", "date", "source", "url")
 
 
-def encoder_spec(embedder: Any) -> dict[str, str | None]:  # noqa: ANN401 - Embedder or RecordedModel
-    """What a worker needs to build the same encoder: model name, passage backend and prompts."""
+def encoder_spec(embedder: Any) -> EncoderSpec:  # noqa: ANN401 - Embedder or RecordedModel
+    """What a worker needs to build the same passage encoder (picklable): the model, its passage
+    backend and prompts; never a path on the driver (the index's query encoder is not needed)."""
+    own = getattr(embedder, "spec", None)
+    if callable(own):
+        return replace(own(), query_encoder=None)
     recorded = embedder.describe()
-    backend = (recorded.get("passage_backend") or {}).get("name")
-    return {"name": str(recorded["name"]), "backend": backend,
-            "query_prompt": recorded.get("query_prompt") or "", "passage_prompt": recorded.get("passage_prompt") or ""}
+    return EncoderSpec(str(recorded["name"]), recorded_backend(recorded), recorded.get("query_prompt") or "",
+                       recorded.get("passage_prompt") or "")
 
 
-def worker_embedder(spec: dict[str, str | None]) -> Embedder:
+def worker_embedder(spec: EncoderSpec) -> Embedder:
     """The encoder of ``spec``, built in a worker process (the one place workers make one)."""
-    return Embedder(spec["name"], backend=spec["backend"], query_prompt=spec["query_prompt"],
-                    passage_prompt=spec["passage_prompt"])
+    return spec.build()
 
 
 @dataclass

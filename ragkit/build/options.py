@@ -32,6 +32,7 @@ class BuildOptions:
         if self.overlap_tokens < 0:
             raise InvalidArgumentError("--overlap must be >= 0")
 
+
 @dataclass
 class BuildResult:
     path: Path
@@ -42,6 +43,7 @@ class BuildResult:
     added: int = 0
     removed: int = 0
     unchanged: bool = False  # the corpus and settings matched the index: nothing was written
+
 
 def options_of(manifest: dict[str, Any]) -> BuildOptions:
     """The build options an index was made with, to rebuild or update it the same way."""

@@ -47,6 +47,7 @@ def corpus_fingerprint(paths: Sequence[str | os.PathLike[str]]) -> str:
         digest.update(b"\0")
     return digest.hexdigest()
 
+
 def build_index(
     sources: Iterable[str | os.PathLike[str]] | Iterable[Document],
     path: str | os.PathLike[str],
@@ -82,6 +83,8 @@ def build_index(
             return unchanged
     docs, report, source_paths = stages.collect(items, progress)
     if embedder is None and model is None:
+        from ragkit.encoders.registry import default_model
+
         model = default_model(docs)
     with writer_lock(root, wait, on_wait):
         result = _write(root, docs, embedder or Embedder(model), options, progress,
@@ -89,9 +92,10 @@ def build_index(
     result.report = report
     return result
 
+
 def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None, options: BuildOptions) -> BuildResult | None:
     """The result of a build that has nothing to do, or None when the index must be (re)built."""
-    from ragkit.encoders.embedder import same_model
+    from ragkit.encoders.registry import same_model
     from ragkit.errors import RagkitError
 
     try:
@@ -113,20 +117,6 @@ def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None
     counts = manifest["counts"]
     return BuildResult(root, counts["documents"], counts["passages"], unchanged=True)
 
-def default_model(docs: Sequence[Document]) -> str:
-    """The dense model for a corpus: navec-ru where most documents are Russian, else MiniLM.
-
-    all-MiniLM-L6-v2 cannot read Russian (xquad/ru dense 0.150) and spends ~6 tokens a Russian
-    word; navec-ru reads it (0.849) and embeds thousands of passages a second.
-    """
-    from ragkit.lexical.analysis import detect_language
-    from ragkit.encoders.embedder import DEFAULT_MODEL
-    from ragkit.encoders.static import NAME as RUSSIAN_MODEL
-
-    step = max(1, len(docs) // 500)
-    sample = docs[::step]
-    russian = sum(detect_language(f"{d.title} {d.text[:2000]}") == "ru" for d in sample)
-    return RUSSIAN_MODEL if russian * 2 > len(sample) else DEFAULT_MODEL
 
 def update_index(
     path: str | os.PathLike[str],
@@ -144,8 +134,8 @@ def update_index(
 
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
-    from ragkit.store.filters import Filters
     from ragkit.search.index import Index
+    from ragkit.store.filters import Filters
 
     progress = progress or NoProgress()
     root = Path(path)
@@ -176,7 +166,8 @@ def update_index(
             kept = Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
                          manifest.get("chunker") or {}, encoder, encoder_files,
                          current.vectors if current.vectors.exact else None)
-            model = RecordedModel(lambda: current.embedder, manifest["model"])
+            model = RecordedModel(manifest["model"], given=embedder,
+                                  query_encoder=root / encoder["dir"] if encoder is not None else None)
         options = options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
@@ -186,6 +177,7 @@ def update_index(
     result.added = len(new_docs)
     result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
     return result
+
 
 def _write(
     root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
@@ -261,6 +253,7 @@ def _write(
     remove_stale(root, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
+
 
 def ensure_index(
     path: str | os.PathLike[str],

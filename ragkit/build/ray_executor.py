@@ -34,7 +34,7 @@ from ragkit.build import batches, stages
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
-from ragkit.encoders.embedder import Embedder
+from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.errors import InvalidArgumentError, RagkitError
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
@@ -80,7 +80,7 @@ def _threads(cpus: float) -> None:
 class _ChunkActor:
     """A Ray Data actor: cuts passages and counts BM25 terms of batches of documents."""
 
-    def __init__(self, spec: dict[str, Any], options: BuildOptions, cpus: float) -> None:
+    def __init__(self, spec: EncoderSpec, options: BuildOptions, cpus: float) -> None:
         _quiet_worker()
         _threads(cpus)
         self.embedder = batches.worker_embedder(spec)
@@ -95,7 +95,7 @@ class _ChunkActor:
 class _EmbedActor:
     """A Ray Data actor: embeds batches of passage texts."""
 
-    def __init__(self, spec: dict[str, Any], cpus: float) -> None:
+    def __init__(self, spec: EncoderSpec, cpus: float) -> None:
         _quiet_worker()
         _threads(cpus)
         self.embedder = batches.worker_embedder(spec)
@@ -369,5 +369,15 @@ def _clear_error(exc: BaseException) -> RagkitError:
             return current
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
+    import re
+
+    import ragkit.errors as errors
+
+    # A worker's exception often reaches the driver only as text (Ray's remote traceback).
+    for name, message in re.findall(r"ragkit\.errors\.(\w+): (.+)", str(exc)):
+        kind = getattr(errors, name, None)
+        if isinstance(kind, type) and issubclass(kind, RagkitError):
+            return kind(message.split("Traceback (most recent call last)")[0].strip())
     first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return RayBuildError(f"the Ray build failed: {type(exc).__name__}: {first[:300]}")
+    plain = re.sub("\x1b\\[[0-9;]*m", "", first)  # Ray colours its task names
+    return RayBuildError(f"the Ray build failed: {type(exc).__name__}: {plain[:300]}")

@@ -22,6 +22,7 @@ from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError, ModelMismatchError
 from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker
 from ragkit.ingest.loaders import LoadReport, load_documents
+from ragkit.ingest.report import display_path
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import Progress
 from ragkit.vectors.faiss_index import VectorIndex
@@ -49,14 +50,15 @@ def collect(
             docs, report = load_documents(source_paths)
             progress.finish()
     if not docs and not (allow_empty and not items):
-        detail = f" ({report.summary()})" if report.files or report.skipped else ""
+        detail = f" ({report.summary(reasons=3)})" if report.files or report.skipped else ""
         raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
     seen: set[str] = set()
     for d in docs:
         if d.id in seen:
             raise InvalidArgumentError(f"duplicate document id {d.id!r}")
         seen.add(d.id)
-    return docs, report, source_paths
+    return docs, report, [display_path(p) for p in source_paths]  # as the manifest can hold them (UTF-8)
+
 
 def chunk(  # noqa: ANN202
     docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress, kept: Kept | None = None
@@ -118,6 +120,7 @@ def chunk(  # noqa: ANN202
         }
     return spans, texts, prefixed, settings
 
+
 def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
           encode: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded).
@@ -126,7 +129,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
     ``embed_passages``; an executor's runs them on its workers).
     """
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
-                           getattr(embedder, "passage_cache_tag", ""))
+                           embedder.passage_cache_tag)
     try:
         keys = cache.keys(texts)
         found = cache.get(keys)
@@ -149,6 +152,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
         return vectors, len(missing)
     finally:
         cache.close()
+
 
 def lexical(
     docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None, reused: np.ndarray | None,
@@ -175,9 +179,11 @@ def lexical(
     return (kept.lexical.updated(ids, reuse_passages, new_passages),
             kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
 
+
 def _document_text(doc: Document) -> str:
     """What the document-level BM25 index reads: the title (unless the text starts with it) and text."""
     return doc.text if not doc.title or doc.text.startswith(doc.title) else f"{doc.title}\n{doc.text}"
+
 
 def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
                   progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None,
@@ -221,13 +227,15 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     index.save(path)
     return {"index_type": options.index_type, "factory": factory, "search": tuning.params, "tuning": tuning.to_json()}
 
+
 def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
     """Export (or reuse) the ONNX query encoder of this model; None where it cannot be exported."""
     import logging
 
     if not isinstance(embedder, Embedder):  # test fakes
         return None
-    from ragkit.encoders.onnx import OnnxEncoderError, OnnxExportUnsupported, read_config
+    from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
+    from ragkit.encoders.onnx_runtime import read_config
 
     key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
     name = f"query-encoder-{key.hexdigest()[:12]}"
@@ -238,10 +246,10 @@ def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
                 return {"dir": name}
     except OnnxEncoderError:
         pass
-    if type(embedder) is not Embedder or not hasattr(embedder.model, "modules"):
+    if not embedder.exports_onnx:
         return None  # ONNX-backed or static (numpy) embedders: already torch-free
     try:
-        from ragkit.encoders.onnx import export_onnx
+        from ragkit.encoders.onnx_export import export_onnx
 
         export_onnx(embedder.model, root / name, model_name=embedder.name,
                     query_prompt=embedder.query_prompt, passage_prompt=embedder.passage_prompt)

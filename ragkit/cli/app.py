@@ -27,7 +27,8 @@ app = typer.Typer(
 )
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", "-i", help="Index folder [default: ./index].")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="sentence-transformers model name or local path [default: the packaged all-MiniLM-L6-v2].")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="The index's model: sentence-transformers name or local path, or navec-ru [default: the index's own].")]
+BuildModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="sentence-transformers model name or local path, or navec-ru [default: by the corpus language: navec-ru for Russian, else the packaged all-MiniLM-L6-v2].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -110,9 +111,9 @@ def _report(result, as_json: bool, verb: str) -> None:  # noqa: ANN001
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt, .md, .jsonl, .jsonl.gz; with ragkit[formats]: .html, .htm, .warc, .warc.gz, .pdf, .docx).", show_default=False)],
     index_dir: IndexOpt = None,
-    model: ModelOpt = None,
+    model: BuildModelOpt = None,
     index_type: Annotated[str, typer.Option(
         "--index-type", "--factory",
         help="auto, flat, hnsw, hnsw-sq8, ivf-sq8, ivfpq, or a FAISS factory string (auto: exact up to 100k "
@@ -215,6 +216,10 @@ def search(
     since: Annotated[Optional[str], typer.Option(help="Only documents dated on or after YYYY-MM-DD.")] = None,
     until: Annotated[Optional[str], typer.Option(help="Only documents dated on or before YYYY-MM-DD.")] = None,
     source: Annotated[Optional[str], typer.Option(help="Only documents whose source path matches this glob.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FIELD=VALUE",
+        help="Only documents whose metadata FIELD equals VALUE (repeat: all fields must match; "
+             "the same field twice: either value).")] = None,
     per_doc: Annotated[int, typer.Option("--per-doc", help="At most this many passages per document (0: no limit).")] = 3,
     dense_weight: DenseWeightOpt = None,
     fusion: FusionOpt = "convex",
@@ -224,14 +229,14 @@ def search(
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
         from ragkit.errors import InvalidArgumentError
-        from ragkit.store.filters import Filters
+        from ragkit.store.filters import Filters, parse_where
 
         if k < 1:
             raise InvalidArgumentError(f"-k must be at least 1, got {k}")
         if per_doc < 0:
             raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
-        filters = Filters(since=since, until=until, source=source)
+        filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
         results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)
@@ -333,7 +338,7 @@ def _vectors_line(v: dict) -> str:
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout folder (corpus.jsonl[.gz], queries.jsonl, qrels/).", show_default=False)],
     index_dir: IndexOpt = None,
-    model: ModelOpt = None,
+    model: BuildModelOpt = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     mode: ModeOpt = "hybrid",
     compare: Annotated[bool, typer.Option("--compare", help="Run lexical, dense and hybrid side by side.")] = False,

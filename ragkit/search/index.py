@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragkit.lexical.analysis import detect_language
-from ragkit.format.checksums import check
 from ragkit.documents import SearchResult
-from ragkit.encoders.embedder import Embedder, same_model
+from ragkit.encoders.embedder import Embedder
+from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
-from ragkit.store.filters import Filters
-from ragkit.search.fusion import Fused, FusionConfig, fuse
-from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.format.checksums import check
 from ragkit.format.manifest import read_manifest
+from ragkit.format.pinning import PinnedFiles
+from ragkit.lexical.analysis import detect_language
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.search.fusion import Fused, FusionConfig, fuse
+from ragkit.store.filters import Filters
 from ragkit.store.sqlite import Store
 from ragkit.vectors.faiss_index import VectorIndex
 
@@ -29,14 +32,16 @@ _QUERY_CACHE = 50_000
 class Index:
     """A searchable ragkit index. Open with :meth:`open`; build with :func:`ragkit.build_index`."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], embedder: Embedder | None = None) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], embedder: Embedder | None = None,
+                 pinned: PinnedFiles | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self._embedder = embedder
-        self._vectors: VectorIndex | None = None
+        self._given_embedder = embedder
+        self._pinned = pinned
+        # Parts are read from the pinned files of this generation (see ragkit.format.pinning).
+        self._data = pinned.folder if pinned is not None else path
         self._store: Store | None = None
-        self._lexical: LexicalIndex | None = None
-        self._doc_lexical: LexicalIndex | None = None
         self._doc_rows: np.ndarray | None = None
         self._passage_docs: dict[int, str] | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
@@ -61,7 +66,28 @@ class Index:
             )
         index = cls(root, manifest, embedder)
         index._check_files()
+        files = manifest["files"]
+        index._pinned = PinnedFiles(root, files)
+        index._data = index._pinned.folder
+        check(index._data, files)
+        index._store = Store.open(index._data / manifest["store"]["file"])  # SQLite holds its file from here
         return index
+
+    @property
+    def generation(self) -> int:
+        """The generation this reader answers from; it never changes for an open ``Index``."""
+        return int(self.manifest.get("generation", 0))
+
+    def reload(self) -> Index:
+        """The newest generation of this index: ``self`` when it is current, else a new ``Index``.
+
+        The old object keeps answering from its own generation until it is closed, so requests
+        in flight finish where they started; a server swaps in the returned reader between
+        requests and closes the old one when its last request is done.
+        """
+        if int(read_manifest(self.path).get("generation", 0)) == self.generation:
+            return self
+        return Index.open(self.path, embedder=self._given_embedder)
 
     # -- lazily opened parts ---------------------------------------------------------------
     def _check_files(self) -> None:
@@ -75,11 +101,10 @@ class Index:
         files = self.manifest.get("files")
         if not isinstance(files, dict) or not files:
             raise IndexFormatError(f"{self.path}/manifest.json lists no file checksums")
-        check(self.path, files)
 
     def verify(self) -> dict[str, Any]:
         """Check every file's full checksum and that FAISS, SQLite and BM25 agree; raise on damage."""
-        check(self.path, self.manifest["files"], full=True)
+        check(self._data, self.manifest["files"], full=True)
         counts = self.manifest["counts"]
         found = {
             "vectors": len(self.vectors),
@@ -109,49 +134,64 @@ class Index:
     def embedder(self) -> Embedder:
         """The query embedder: the index's ONNX encoder when it has one (no torch), else the model."""
         if self._embedder is None:
+            from ragkit.encoders.registry import use_query_export
+
             m = self.manifest["model"]
             encoder = self.manifest.get("query_encoder")
-            if encoder and os.environ.get("RAGKIT_QUERY_ENCODER") != "torch":
-                from ragkit.encoders.embedder import OnnxQueryEmbedder
-
-                self._embedder = OnnxQueryEmbedder(self.path / encoder["dir"], name=m["name"],
-                                                   query_prompt=m.get("query_prompt", ""),
-                                                   passage_prompt=m.get("passage_prompt", ""))
-            else:
+            if not (encoder and use_query_export()):
                 self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
                                           passage_prompt=m.get("passage_prompt"))
+                return self._embedder
+            from ragkit.errors import OnnxEncoderError
+
+            def load(folder: Path) -> Embedder:
+                embedder = Embedder(m["name"], query_prompt=m.get("query_prompt", ""),
+                                    passage_prompt=m.get("passage_prompt", ""), query_encoder=folder)
+                embedder.query_encoder()
+                return embedder
+
+            try:
+                self._embedder = load(self._data / encoder["dir"])
+            except OnnxEncoderError:
+                if self._pinned is None:
+                    raise
+                # A writer deleted this generation's encoder: load the pinned copy.
+                self._embedder = load(self._pinned.materialize(encoder["dir"]))
         return self._embedder
 
-    @property
+    @cached_property
     def vectors(self) -> VectorIndex:
-        if self._vectors is None:
-            v = self.manifest["vectors"]
-            self._vectors = VectorIndex.load(self.path / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
-                                             params=v.get("search"))
-        return self._vectors
+        v = self.manifest["vectors"]
+        return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
+                                params=v.get("search"))
 
-    @property
+    @cached_property
     def lexical(self) -> LexicalIndex:
-        if self._lexical is None:
-            self._lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["dir"])
-        return self._lexical
+        return LexicalIndex.load(self._data / self.manifest["lexical"]["dir"])
 
-    @property
+    @cached_property
     def doc_lexical(self) -> LexicalIndex:
-        if self._doc_lexical is None:
-            self._doc_lexical = LexicalIndex.load(self.path / self.manifest["lexical"]["documents_dir"])
-        return self._doc_lexical
+        return LexicalIndex.load(self._data / self.manifest["lexical"]["documents_dir"])
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.path / self.manifest["store"]["file"])
+            self._store = Store.open(self._data / self.manifest["store"]["file"])
         return self._store
 
     def close(self) -> None:
+        """Close the store and release the pinned files.
+
+        Parts already loaded stay usable; parts loaded later are read from the folder as it is
+        then (a writer holding the lock uses this to load the current model after reading).
+        """
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._pinned is not None:
+            self._pinned.close()
+            self._pinned = None
+            self._data = self.path
 
     def __enter__(self) -> Index:
         return self
@@ -306,6 +346,7 @@ class Index:
             out.append(SearchResult(
                 rank=len(out) + 1, score=float(ranked.scores[i]), doc_id=p.doc_id, title=p.title, date=p.date,
                 source=p.source, start=p.start, end=p.end, text=p.text, url=p.url, mode=mode, scores=components,
+                page=p.page, metadata=p.metadata,
             ))
         return out
 

@@ -4,21 +4,30 @@ A passage row holds only its document and character offsets; its text is sliced 
 document by SQLite's ``substr`` (which counts characters, like Python's ``str``), so the
 stored offsets are the single source of truth: ``document.text[start:end] == passage.text``.
 Passage ids are the ids of the vectors in FAISS and of the rows of the lexical index.
+
+A document's ``metadata`` (JSON) and page starts (``pages``, JSON) are columns of its row,
+and each filterable metadata value is also a row of ``fields`` (key, value, document), a
+table clustered on that order, so ``Filters(where=...)`` is an index lookup. Stores written
+before these existed have neither: they read as documents without metadata or pages, and a
+``where`` filter on them matches nothing.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ragkit.documents import Document
 from ragkit.errors import IndexFormatError
-from ragkit.store.filters import Filters
+from ragkit.store.filters import Filters, field_values
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -29,8 +38,16 @@ CREATE TABLE documents (
     source TEXT NOT NULL,
     url TEXT,
     text TEXT NOT NULL,
-    title_prefix INTEGER  -- 1: the title was prefixed to its passages when they were embedded
+    title_prefix INTEGER,  -- 1: the title was prefixed to its passages when they were embedded
+    metadata TEXT,  -- JSON object of the document's other fields, or NULL
+    pages TEXT  -- JSON array: the offset where each page starts (paged sources), or NULL
 );
+CREATE TABLE fields (  -- one row per filterable metadata value (see filters.field_values)
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    doc INTEGER NOT NULL,
+    PRIMARY KEY (key, value, doc)
+) WITHOUT ROWID;
 CREATE TABLE passages (
     id INTEGER PRIMARY KEY,
     doc INTEGER NOT NULL REFERENCES documents(id),
@@ -44,7 +61,7 @@ CREATE INDEX documents_source ON documents(source);
 
 _PASSAGE_SELECT = """
 SELECT p.id, d.doc_id, d.title, d.date, d.source, d.url, p.start, p."end",
-       substr(d.text, p.start + 1, p."end" - p.start)
+       substr(d.text, p.start + 1, p."end" - p.start), {metadata}, {pages}
 FROM passages p JOIN documents d ON d.id = p.doc
 """
 
@@ -60,6 +77,18 @@ class StoredPassage:
     start: int
     end: int
     text: str
+    metadata: dict[str, Any]
+    page: int | None  # the page (from 1) its first character is on; None: not a paged source
+
+
+def _json(value: str | None, default: Any) -> Any:
+    return default if value is None else json.loads(value)
+
+
+def _stored_passage(row: tuple[Any, ...]) -> StoredPassage:
+    pages = _json(row[10], None)
+    page = bisect_right(pages, row[6]) if pages else None
+    return StoredPassage(*row[:9], _json(row[9], {}), page)
 
 
 class StoredDocument(NamedTuple):
@@ -78,6 +107,13 @@ class Store:
         self.path = path
         self._columns: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
         self._doc_of: np.ndarray | None = None
+        self._has = {r[1] for r in conn.execute("PRAGMA table_info(documents)")}
+        self._has |= {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        self._select = _PASSAGE_SELECT.format(metadata=self._column("metadata"), pages=self._column("pages"))
+
+    def _column(self, name: str) -> str:
+        """``d.NAME``, or NULL in a store written before the column existed."""
+        return f"d.{name}" if name in self._has else "NULL"
 
     @classmethod
     def create(cls, path: str | Path) -> Store:
@@ -98,7 +134,8 @@ class Store:
         if not p.is_file():
             raise IndexFormatError(f"passage store {p} is missing")
         try:
-            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            # absolute, not resolved: a reader's pinned link must not be followed to the (maybe unlinked) name
+            conn = sqlite3.connect(f"{Path(os.path.abspath(p)).as_uri()}?mode=ro", uri=True, check_same_thread=False)
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"passage store {p} is not a ragkit SQLite file: {exc}") from exc
@@ -115,8 +152,15 @@ class Store:
         first = int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM documents").fetchone()[0]) + 1
         rows = list(range(first, first + len(docs)))
         self._conn.executemany(
-            "INSERT INTO documents (id, doc_id, title, date, source, url, text, title_prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ((row, d.id, d.title, d.date, d.source, d.url, d.text, int(p)) for row, d, p in zip(rows, docs, title_prefix)),
+            "INSERT INTO documents (id, doc_id, title, date, source, url, text, title_prefix, metadata, pages) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((row, d.id, d.title, d.date, d.source, d.url, d.text, int(p),
+              json.dumps(d.metadata, ensure_ascii=False) if d.metadata else None,
+              json.dumps(list(d.pages)) if d.pages else None) for row, d, p in zip(rows, docs, title_prefix)),
+        )
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO fields (key, value, doc) VALUES (?, ?, ?)",
+            ((key, value, row) for row, d in zip(rows, docs) for key, value in field_values(d.metadata)),
         )
         return rows
 
@@ -135,13 +179,13 @@ class Store:
         for lo in range(0, len(wanted), 500):
             chunk = wanted[lo : lo + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(f"{_PASSAGE_SELECT} WHERE p.id IN ({marks})", chunk):
-                out[row[0]] = StoredPassage(*row)
+            for row in self._conn.execute(f"{self._select} WHERE p.id IN ({marks})", chunk):
+                out[row[0]] = _stored_passage(row)
         return out
 
     def iter_passages(self) -> Iterator[StoredPassage]:
-        for row in self._conn.execute(f"{_PASSAGE_SELECT} ORDER BY p.id"):
-            yield StoredPassage(*row)
+        for row in self._conn.execute(f"{self._select} ORDER BY p.id"):
+            yield _stored_passage(row)
 
     def passage_docs(self) -> dict[int, str]:
         """Passage id -> document id, for every passage (used to score documents)."""
@@ -157,6 +201,8 @@ class Store:
         """
         rows, dates, source_codes, sources = self._document_columns()
         keep = np.ones(rows.shape[0], dtype=bool)
+        if filters.where:
+            keep &= self._where_mask(rows, filters)
         if filters.since is not None:
             keep &= (dates != "") & (dates >= filters.since)
         if filters.until is not None:
@@ -169,6 +215,24 @@ class Store:
         allowed_rows = np.zeros(int(rows.max(initial=0)) + 1, dtype=bool)
         allowed_rows[rows[keep]] = True
         return np.flatnonzero((doc_of >= 0) & allowed_rows[np.maximum(doc_of, 0)])
+
+    def _where_mask(self, rows: np.ndarray, filters: Filters) -> np.ndarray:
+        """Which of ``rows`` have, for every key of ``filters.where``, one of its values.
+
+        Each key is one lookup in the clustered ``fields`` table: the cost follows the number
+        of documents that match, not the size of the store.
+        """
+        if "fields" not in self._has:
+            return np.zeros(rows.shape[0], dtype=bool)
+        hit = np.ones(int(rows.max(initial=0)) + 1, dtype=bool)
+        for key, values in filters.where.items():
+            marks = ",".join("?" * len(values))
+            found = self._conn.execute(f"SELECT doc FROM fields WHERE key = ? AND value IN ({marks})", (key, *values))
+            matched = np.fromiter((r[0] for r in found), dtype=np.int64)
+            mask = np.zeros_like(hit)
+            mask[matched[matched < mask.shape[0]]] = True
+            hit &= mask
+        return hit[rows]
 
     def _document_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """Row ids, dates ('' when undated), source codes and the distinct sources; read once."""
@@ -208,21 +272,29 @@ class Store:
 
     def document_ids(self, filters: Filters) -> list[str]:
         """Ids of the documents that pass ``filters``."""
+        if filters.where and "fields" not in self._has:
+            return []
         where, params = filters.sql()
         return [r[0] for r in self._conn.execute(f"SELECT d.doc_id FROM documents d WHERE {where}", params)]
 
+    def _document_select(self) -> str:
+        return (f"SELECT doc_id, text, title, date, source, url, {self._column('metadata')}, {self._column('pages')} "
+                "FROM documents d")
+
     def documents(self) -> list[Document]:
         """Every document, in insertion order."""
-        rows = self._conn.execute("SELECT doc_id, text, title, date, source, url FROM documents ORDER BY id")
-        return [Document(*row) for row in rows]
+        rows = self._conn.execute(f"{self._document_select()} ORDER BY id")
+        return [_document(row) for row in rows]
 
     def document(self, doc_id: str) -> Document | None:
-        row = self._conn.execute(
-            "SELECT doc_id, text, title, date, source, url FROM documents WHERE doc_id = ?", (doc_id,)
-        ).fetchone()
-        return Document(*row) if row else None
+        row = self._conn.execute(f"{self._document_select()} WHERE doc_id = ?", (doc_id,)).fetchone()
+        return _document(row) if row else None
 
     def counts(self) -> dict[str, int]:
         docs = self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
         passages = self._conn.execute("SELECT count(*) FROM passages").fetchone()[0]
         return {"documents": int(docs), "passages": int(passages)}
+
+
+def _document(row: tuple[Any, ...]) -> Document:
+    return Document(*row[:6], metadata=_json(row[6], {}), pages=tuple(_json(row[7], ())))

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ragkit.errors import InvalidArgumentError
-from ragkit.vectors.faiss_index import VectorIndex, exact_search
+from ragkit.vectors.exact import exact_search
+from ragkit.vectors.faiss_index import VectorIndex
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
 DEFAULT_RECALL = 0.95

@@ -1,6 +1,6 @@
-"""Dense vectors: L2 normalisation (cosine is defined here, once), exact search and the FAISS index.
+"""The vector index: FAISS index types behind one class, searched exact or with tuned parameters.
 
-Every vector ragkit stores or searches is L2-normalised, so inner product == cosine similarity.
+Vectors are unit length (:func:`ragkit.vectors.exact.l2_normalize`): inner product is cosine.
 Index types come from FAISS factory strings (``"Flat"``, ``"HNSW32"``, ``"IVF1024,SQ8"``...);
 ids are ragkit passage ids kept by an ``IDMap2`` wrapper, so ids survive removal and rebuilds.
 
@@ -20,16 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.errors import IndexFormatError, InvalidArgumentError
+from ragkit.vectors.exact import exact_search, faiss_module, top_k_columns
 
 if TYPE_CHECKING:
     import faiss
 
-# At d = 384 faiss 1.15 only switches to BLAS above ~334 queries per call with its default
-# threshold (128000 / d ... measured 4-5x slower batch-100 exact search); 20 keeps small
-# batches on the direct path and real batches on BLAS.
-_BLAS_THRESHOLD = 20
-# Below this many queries exact search is NumPy (GEMV/GEMM + threshold top-k), above it FAISS/BLAS.
-_NUMPY_BATCH = 20
 # A filter that keeps at most this many vectors, or this share of the collection, is searched
 # exactly over those vectors: graph and inverted-list searches lose recall when much of the
 # collection is filtered out (1M navec vectors, HNSW32 with an id selector: recall@10 0.48 at
@@ -43,85 +38,14 @@ _SINGLE_THREAD_BELOW = 8
 PARAMETERS = ("efSearch", "nprobe", "k_factor")
 
 
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Return float32 row vectors scaled to unit length (zero rows stay zero)."""
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None, :]
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, 1e-12, out=norms)
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
-def _faiss():  # noqa: ANN202 - the module itself
-    import faiss
-
-    faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
-    return faiss
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest values of a 1-D array, largest first (exact).
-
-    A strided sample's k-th largest value is a threshold that at least ``k`` values reach, so
-    the answer lies among the values above it: one comparison pass instead of a full
-    ``argpartition`` (0.4 ms instead of 13 ms over a million scores).
-    """
-    n = scores.shape[0]
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = None
-    if n > 64 * k and n > 4096:
-        sample = scores[:: max(1, n // (16 * k + 1024))]
-        if sample.shape[0] >= k:
-            threshold = np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k]
-            candidates = np.flatnonzero(scores >= threshold)
-    if candidates is None:
-        candidates = np.arange(n)
-    picked = scores[candidates]
-    if candidates.shape[0] > k:
-        keep = np.argpartition(-picked, k - 1)[:k]
-        candidates, picked = candidates[keep], picked[keep]
-    order = np.lexsort((candidates, -picked))
-    return candidates[order].astype(np.int64)
 
 
-def exact_search(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k of each query over the rows of ``matrix``: (scores, rows).
-
-    Rows beyond the matrix size are -1 with score -inf. Few queries: NumPy (GEMV + threshold
-    top-k); many: FAISS's blocked BLAS search.
-    """
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    if q.ndim == 1:
-        q = q[None, :]
-    n = matrix.shape[0]
-    scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
-    rows_out = np.full((q.shape[0], k), -1, dtype=np.int64)
-    if n == 0 or q.shape[0] == 0:
-        return scores_out, rows_out
-    if q.shape[0] >= _NUMPY_BATCH:
-        faiss = _faiss()
-        scores, rows = faiss.knn(q, np.ascontiguousarray(matrix, dtype=np.float32), min(k, n),
-                                 metric=faiss.METRIC_INNER_PRODUCT)
-        scores_out[:, : scores.shape[1]], rows_out[:, : rows.shape[1]] = scores, rows
-        return scores_out, rows_out
-    return _top_k_columns(matrix @ q.T, k)  # (n, m): one pass over the matrix for all queries
 
 
-def _top_k_columns(all_scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, rows) of the ``k`` best finite rows of each column of an (n, m) score matrix."""
-    m = all_scores.shape[1]
-    scores_out = np.full((m, k), -np.inf, dtype=np.float32)
-    rows_out = np.full((m, k), -1, dtype=np.int64)
-    for j in range(m):
-        column = np.ascontiguousarray(all_scores[:, j])
-        best = top_k(column, k)
-        best = best[np.isfinite(column[best])]  # masked-out rows are -inf: never hits
-        scores_out[j, : best.shape[0]] = column[best]
-        rows_out[j, : best.shape[0]] = best
-    return scores_out, rows_out
 
 
 class VectorIndex:
@@ -135,7 +59,7 @@ class VectorIndex:
         self._index = index
         self.factory = factory
         self.params: dict[str, float] = dict(params or {})
-        self._inner = _faiss().downcast_index(index.index) if hasattr(index, "id_map") else index
+        self._inner = faiss_module().downcast_index(index.index) if hasattr(index, "id_map") else index
         self._matrix: np.ndarray | None = None
         self._ids: np.ndarray | None = None
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
@@ -143,7 +67,7 @@ class VectorIndex:
 
     @classmethod
     def create(cls, dimension: int, factory: str = "Flat") -> VectorIndex:
-        faiss = _faiss()
+        faiss = faiss_module()
         spec = factory if factory.upper().startswith("IDMAP") else f"IDMap2,{factory}"
         try:
             index = faiss.index_factory(int(dimension), spec, faiss.METRIC_INNER_PRODUCT)
@@ -187,7 +111,7 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         """Every stored id, in storage order."""
         if self._ids is None:
-            self._ids = _faiss().vector_to_array(self._index.id_map).astype(np.int64)
+            self._ids = faiss_module().vector_to_array(self._index.id_map).astype(np.int64)
         return self._ids
 
     # -- writing ---------------------------------------------------------------------------
@@ -220,7 +144,7 @@ class VectorIndex:
         for part in (ivf, other_ivf):  # FAISS merges inverted lists without their direct maps
             if part is not None and part.direct_map.type != 0:
                 part.set_direct_map_type(0)
-        faiss = _faiss()
+        faiss = faiss_module()
         before = len(self)
         try:  # the inner index takes the other's entries as positions before..; the id map follows
             self._inner.merge_from(other._inner, before if ivf is not None else 0)
@@ -236,11 +160,11 @@ class VectorIndex:
 
     def to_bytes(self) -> np.ndarray:
         """The whole index as FAISS writes it (uint8), to ship a trained or filled index between processes."""
-        return _faiss().serialize_index(self._index)
+        return faiss_module().serialize_index(self._index)
 
     @classmethod
     def from_bytes(cls, data: np.ndarray, factory: str) -> VectorIndex:
-        return cls(_faiss().deserialize_index(np.ascontiguousarray(data, dtype=np.uint8)), factory)
+        return cls(faiss_module().deserialize_index(np.ascontiguousarray(data, dtype=np.uint8)), factory)
 
     # -- search ----------------------------------------------------------------------------
     def search(
@@ -279,7 +203,7 @@ class VectorIndex:
             return self._overfetch(q, k, allowed, settings)
         widen = min(len(self) / max(len(allowed), 1), _MAX_WIDENED)
         widened = {key: value * widen for key, value in settings.items()}  # efSearch or nprobe
-        faiss = _faiss()
+        faiss = faiss_module()
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         scores, ids = self._index.search(q, k, params=self._parameters(widened, k, selector))
         if (ids < 0).any():  # the filtered graph or lists ran dry: answer exactly
@@ -294,7 +218,7 @@ class VectorIndex:
             keep[self._rows_of(present)] = True
             all_scores = self.matrix() @ q.T
             all_scores[~keep] = -np.inf
-            scores, rows = _top_k_columns(all_scores, k)
+            scores, rows = top_k_columns(all_scores, k)
             return scores, _take(self.ids(), rows)
         key = (present.size, hash(present.tobytes()))
         if self._subset is not None and self._subset[0] == key:
@@ -324,7 +248,7 @@ class VectorIndex:
 
     def _parameters(self, settings: Mapping[str, float], k: int, selector: Any) -> Any:
         """FAISS SearchParameters for this index type, widened so that ``k`` hits can come back."""
-        faiss = _faiss()
+        faiss = faiss_module()
         inner = self._inner
         refine = type(inner).__name__.startswith("IndexRefine")
         base = faiss.downcast_index(inner.base_index) if refine else inner
@@ -352,7 +276,7 @@ class VectorIndex:
         if self._matrix is None:
             if not self.exact:
                 raise InvalidArgumentError(f"index type {self.factory!r} does not store exact vectors")
-            faiss = _faiss()
+            faiss = faiss_module()
             n, d = len(self), self.dimension
             if n == 0:
                 self._matrix = np.zeros((0, d), dtype=np.float32)
@@ -386,12 +310,12 @@ class VectorIndex:
 
     # -- files -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        faiss = _faiss()
+        faiss = faiss_module()
         faiss.write_index(self._index, str(path))
 
     @classmethod
     def load(cls, path: str | Path, factory: str, dimension: int, params: Mapping[str, float] | None = None) -> VectorIndex:
-        faiss = _faiss()
+        faiss = faiss_module()
         p = Path(path)
         if not p.is_file() or p.stat().st_size < 16:
             raise IndexFormatError(f"vector file {p} is missing or truncated")
@@ -417,7 +341,7 @@ def _threads_for(queries: int) -> Iterator[None]:
     if queries >= _SINGLE_THREAD_BELOW:
         yield
         return
-    faiss = _faiss()
+    faiss = faiss_module()
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -428,7 +352,7 @@ def _threads_for(queries: int) -> Iterator[None]:
 
 def _ivf(index: Any) -> Any:
     """The IVF index inside ``index`` (IVF itself, or under a refine stage), else None."""
-    faiss = _faiss()
+    faiss = faiss_module()
     try:
         return faiss.extract_index_ivf(index)
     except RuntimeError:

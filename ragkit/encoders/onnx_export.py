@@ -1,4 +1,7 @@
-"""A torch-free query encoder: the index's own model exported to ONNX, run with onnxruntime.
+"""Exporting a sentence-transformers model to an ONNX encoder folder (needs torch; the runtime does not).
+
+Why this module is long: it is one recipe (check the architecture, trace, fuse, quantise,
+compare with torch, write the folder), and each step only makes sense beside the others.
 
 ``import sentence_transformers`` alone costs seconds, so a cold ``ragkit search`` cannot afford
 it. At index time :func:`export_onnx` writes the sentence-transformers model that embedded the
@@ -21,7 +24,7 @@ The folder::
     tokenizer.json      the model's fast tokenizer, truncation and padding as the model uses them
     onnx_encoder.json   format, model facts, pooling, prompts, file sizes and SHA-256, export check
 
-Vectors come out NOT normalised; ragkit normalises once, in :func:`ragkit.vectors.faiss_index.l2_normalize`.
+The folder is run by :class:`ragkit.encoders.onnx_runtime.OnnxEncoder`, which imports none of these.
 """
 
 from __future__ import annotations
@@ -31,54 +34,40 @@ import datetime as _dt
 import json
 import logging
 import os
-import queue
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragkit.encoders.onnx_runtime import _MODEL_INPUTS, _POOLING_MODES, CONFIG_NAME, DATA_NAME, FORMAT, FORMAT_VERSION, MODEL_NAME, OUTPUT_NAME, PRECISIONS, TOKENIZER_NAME, OnnxEncoder, _arrays, _configure_tokenizer
+from ragkit.errors import OnnxExportUnsupported
 from ragkit.format.checksums import sha256_file
-from ragkit.format.manifest import fsync_dir, read_versioned_json
-from ragkit.errors import IndexFormatError, RagkitError
-from ragkit.vectors.faiss_index import l2_normalize
+from ragkit.format.manifest import fsync_dir
+from ragkit.vectors.exact import l2_normalize
 
 if TYPE_CHECKING:
-    import onnxruntime
     import tokenizers
 
-__all__ = [
-    "CONFIG_NAME",
-    "OnnxEncoder",
-    "OnnxEncoderError",
-    "OnnxExportUnsupported",
-    "export_onnx",
-    "read_config",
-]
+__all__ = ["INT8_QUANTIZATION", "MIN_INT8_COSINE", "export_onnx"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "ragkit-onnx-encoder"
-FORMAT_VERSION = 1
-CONFIG_NAME = "onnx_encoder.json"
-MODEL_NAME = "model.onnx"
-DATA_NAME = "model.onnx.data"
-TOKENIZER_NAME = "tokenizer.json"
 OPSET = 17
-OUTPUT_NAME = "token_embeddings"
+
 # An export whose pooled vectors fall below this cosine to the torch model's on any probe is
 # refused: fp32 ONNX agrees to ~1e-7, so anything lower is a wrong graph, not rounding.
 MIN_EXPORT_COSINE = 0.9999
+
 # int8 weights cost accuracy. all-MiniLM-L6-v2 per-channel int8 keeps cosine >= 0.9897 to
 # torch on 300 SciFact passages (median 0.9945; nDCG@10 of SciFact and XQuAD-en indexes
 # within 0.6 % of torch's) and >= 0.973 on the probes (the empty text is the worst);
 # a broken quantisation (per-tensor scales) falls to 0.880 on the probes, far below this.
 MIN_INT8_COSINE = 0.96
-PRECISIONS = ("float32", "int8")
+
 # How int8 exports are quantised; recorded in their config.
 INT8_QUANTIZATION = {
     "method": "onnxruntime.quantization.quantize_dynamic",
@@ -87,8 +76,7 @@ INT8_QUANTIZATION = {
     "reduce_range": False,
     "graph": "fused float32 graph (Attention, SkipLayerNormalization, BiasGelu)",
 }
-_POOLING_MODES = ("mean", "mean_sqrt_len_tokens", "cls", "max")
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
 # Texts the export is checked on: empty, short, padded, Cyrillic, and longer than any window.
 _PROBES = (
     "",
@@ -98,14 +86,6 @@ _PROBES = (
     "The quick brown fox jumps over the lazy dog. " * 120,
     "Numbers 3.14, 2026-01-01 and symbols #@%& with MiXeD case, ёлочки «кавычки».",
 )
-
-
-class OnnxExportUnsupported(RagkitError, NotImplementedError):
-    """The model cannot be exported faithfully (architecture, dtype, pooling): keep sentence-transformers."""
-
-
-class OnnxEncoderError(IndexFormatError):
-    """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
 
 
 # -- export (index time; needs torch) --------------------------------------------------------
@@ -404,13 +384,6 @@ def _tokenizer_from_model(model: Any, facts: dict[str, Any]) -> tokenizers.Token
     return own
 
 
-def _configure_tokenizer(tok: tokenizers.Tokenizer, max_len: int, truncation_side: str, padding_side: str,
-                         pad_id: int, pad_token: str, pad_type_id: int) -> None:
-    """Truncate to the model's window and pad to the longest text, as sentence-transformers does."""
-    tok.enable_truncation(max_length=max_len, strategy="longest_first", direction=truncation_side)
-    tok.enable_padding(direction=padding_side, pad_id=pad_id, pad_type_id=pad_type_id, pad_token=pad_token)
-
-
 def _compare_with_torch(model: Any, folder: Path, facts: dict[str, Any]) -> dict[str, Any]:
     """Cosine of ONNX to torch vectors on the probes, in one padded batch and one by one."""
     reference = l2_normalize(model.encode(list(_PROBES), batch_size=len(_PROBES), convert_to_numpy=True,
@@ -430,14 +403,10 @@ def _draft_config(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompts(model: Any, query: str | None, passage: str | None) -> dict[str, str]:
-    from ragkit.encoders.embedder import _PASSAGE_PROMPT_KEYS
+    from ragkit.encoders.sentence_transformers import model_prompts
 
-    own = dict(getattr(model, "prompts", None) or {})
-    if query is None:
-        query = own.get("query", "") or ""
-    if passage is None:
-        passage = next((own[k] for k in _PASSAGE_PROMPT_KEYS if own.get(k)), "")
-    return {"query": query, "passage": passage}
+    own_query, own_passage = model_prompts(model)
+    return {"query": own_query if query is None else query, "passage": own_passage if passage is None else passage}
 
 
 def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, str], folder: Path,
@@ -484,9 +453,6 @@ def _config(facts: dict[str, Any], model_name: str | None, prompts: dict[str, st
     }
 
 
-
-
-
 def _replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -496,231 +462,3 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     else:
         os.replace(tmp, target)
     fsync_dir(target.parent)
-
-
-# -- query time: onnxruntime + tokenizers + numpy only ----------------------------------------
-@dataclass
-class _Facts:
-    name: str
-    dimension: int
-    max_seq_length: int
-    pooling: list[str]
-    inputs: list[str]
-    query_prompt: str
-    passage_prompt: str
-
-
-class OnnxEncoder:
-    """Runs an exported encoder folder: tokenise, ONNX token embeddings, pool. No torch.
-
-    Load with :meth:`load`. :meth:`encode` embeds fully prompted texts (prepend
-    :attr:`query_prompt` to queries) into float32 rows, in input order, NOT normalised.
-    """
-
-    def __init__(self, folder: Path, config: dict[str, Any], session: onnxruntime.InferenceSession,
-                 tokenizer: tokenizers.Tokenizer, more_sessions: Sequence[onnxruntime.InferenceSession] = ()) -> None:
-        self.folder = folder
-        self.config = config
-        self._tokenizer = tokenizer
-        # Sessions not running a batch now: encode_batch takes one, so threads never share one.
-        self._free: queue.SimpleQueue[onnxruntime.InferenceSession] = queue.SimpleQueue()
-        for s in (session, *more_sessions):
-            self._free.put(s)
-        self._workers = 1 + len(more_sessions)
-        m, prompts = config["model"], config.get("prompts") or {}
-        self._facts = _Facts(
-            name=str(m.get("name", "")), dimension=int(m["dimension"]), max_seq_length=int(m["max_seq_length"]),
-            pooling=list(config["pooling"]), inputs=list(config["inputs"]),
-            query_prompt=str(prompts.get("query", "")), passage_prompt=str(prompts.get("passage", "")),
-        )
-        self._feeds = [i.name for i in session.get_inputs()]
-        missing = set(self._feeds) - set(self._facts.inputs)
-        if missing:
-            raise OnnxEncoderError(f"{folder}/{MODEL_NAME} wants inputs {sorted(missing)} its config does not list")
-
-    @classmethod
-    def load(
-        cls,
-        folder: str | os.PathLike[str],
-        *,
-        threads: int | None = None,
-        throughput: bool = False,
-        verify: bool = False,
-        sessions: int = 1,
-    ) -> OnnxEncoder:
-        """Open an exported encoder folder.
-
-        The default session is tuned for one cold query: one intra-op thread (a thread pool
-        only costs on two busy cores for a 10-30 token query), no weight pre-packing (it
-        costs ~0.1 s at load and pays off only over many batches), the graph as exported
-        (already optimised at export). ``throughput=True`` pre-packs and uses every core, for
-        embedding many texts. ``verify=True`` also checks the files' SHA-256 (reads ~90 MB).
-
-        ``sessions=N`` opens N sessions of ``threads`` each (default 1) that
-        :meth:`encode_batch` spreads concurrent batches over (:attr:`workers`): on two busy
-        cores, two one-thread sessions on alternate batches embed 1.1-1.2x more than one
-        two-thread session, which waits on its slower thread at every operator.
-        """
-        root = Path(folder)
-        config = read_config(root)
-        _check_files(root, config, verify)
-        return cls._open(root, config, threads=threads, throughput=throughput, sessions=sessions)
-
-    @classmethod
-    def _open(cls, root: Path, config: dict[str, Any], *, threads: int | None, throughput: bool,
-              sessions: int = 1) -> OnnxEncoder:
-        import onnxruntime as ort
-        import tokenizers
-
-        options = ort.SessionOptions()
-        if sessions > 1:
-            threads = threads or 1
-        options.intra_op_num_threads = threads or ((os.cpu_count() or 1) if throughput else 1)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        if throughput:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        else:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            options.add_session_config_entry("session.disable_prepacking", "1")
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session, *more = (ort.InferenceSession(str(root / MODEL_NAME), options, providers=["CPUExecutionProvider"])
-                              for _ in range(max(1, int(sessions))))
-            tokenizer = tokenizers.Tokenizer.from_file(str(root / TOKENIZER_NAME))
-        except Exception as exc:  # onnxruntime and tokenizers raise their own untyped errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise OnnxEncoderError(f"cannot load the ONNX encoder in {root}: {first[:200]}") from exc
-        padding = tokenizer.padding or {}
-        truncation = tokenizer.truncation or {}
-        _configure_tokenizer(
-            tokenizer, int(config["model"]["max_seq_length"]), truncation.get("direction", "right"),
-            padding.get("direction", "right"), int(padding.get("pad_id", 0)), str(padding.get("pad_token", "[PAD]")),
-            int(padding.get("pad_type_id", 0)),
-        )
-        return cls(root, config, session, tokenizer, more)
-
-    # -- facts -------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        """The model name recorded at export (ragkit's manifest name)."""
-        return self._facts.name
-
-    @property
-    def dimension(self) -> int:
-        return self._facts.dimension
-
-    @property
-    def max_seq_length(self) -> int:
-        """The model's window in tokens, special tokens included; longer texts are truncated."""
-        return self._facts.max_seq_length
-
-    @property
-    def query_prompt(self) -> str:
-        return self._facts.query_prompt
-
-    @property
-    def passage_prompt(self) -> str:
-        return self._facts.passage_prompt
-
-    @property
-    def tokenizer_path(self) -> Path:
-        return self.folder / TOKENIZER_NAME
-
-    @property
-    def precision(self) -> str:
-        """``float32`` or ``int8``: the weights of the graph (int8 vectors only approximate torch)."""
-        return str((self.config.get("onnx") or {}).get("precision", "float32"))
-
-    @property
-    def workers(self) -> int:
-        """How many batches :meth:`encode_batch` can run at once (one per session)."""
-        return self._workers
-
-    # -- embedding ---------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embed fully prompted texts; float32 (len(texts), dimension), input order, not normalised.
-
-        Texts go in length-sorted batches of ``batch_size`` (less padding); each batch is
-        tokenised with truncation to :attr:`max_seq_length` and padding to its longest text.
-        """
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts, not one string")
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        if not len(texts):
-            return out
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        for lo in range(0, len(order), max(1, int(batch_size))):
-            rows = order[lo : lo + max(1, int(batch_size))]
-            out[rows] = self.encode_batch([texts[i] for i in rows])
-        return out
-
-    def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed one batch, padded to its longest text; safe to call from :attr:`workers` threads at once."""
-        encodings = self._tokenizer.encode_batch(list(texts))
-        arrays = _arrays(encodings)
-        session = self._free.get()
-        try:  # onnxruntime releases the GIL while it runs
-            (tokens,) = session.run([OUTPUT_NAME], {n: arrays[n] for n in self._feeds})
-        finally:
-            self._free.put(session)
-        return _pool(tokens, arrays["attention_mask"], self._facts.pooling)
-
-
-def _arrays(encodings: list[Any]) -> dict[str, np.ndarray]:
-    return {
-        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-    }
-
-
-def _pool(tokens: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    """sentence-transformers' Pooling over (batch, sequence, hidden) token embeddings, in float32."""
-    mask = attention_mask.astype(np.float32)[:, :, None]
-    parts = []
-    for mode in modes:
-        if mode in ("mean", "mean_sqrt_len_tokens"):
-            total = (tokens * mask).sum(axis=1, dtype=np.float32)
-            count = np.maximum(mask.sum(axis=1), 1e-9)
-            parts.append(total / (count if mode == "mean" else np.sqrt(count)))
-        elif mode == "cls":
-            first = attention_mask.argmax(axis=1)
-            parts.append(tokens[np.arange(tokens.shape[0]), first])
-        elif mode == "max":
-            parts.append(np.where(mask > 0, tokens, -np.inf).max(axis=1))
-        else:
-            raise OnnxEncoderError(f"unsupported pooling mode {mode!r}")
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
-
-
-def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``onnx_encoder.json``; OnnxEncoderError for anything wrong."""
-    root = Path(folder)
-    path = root / CONFIG_NAME
-    if not path.is_file():
-        raise OnnxEncoderError(f"no ONNX encoder in {root} ({CONFIG_NAME} is missing)")
-    config = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit ONNX encoder config", OnnxEncoderError)
-    try:
-        int(config["model"]["dimension"]), int(config["model"]["max_seq_length"])
-        modes, inputs = list(config["pooling"]), list(config["inputs"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OnnxEncoderError(f"{path} lacks model facts: {exc}") from exc
-    if not modes or any(m not in _POOLING_MODES for m in modes) or "input_ids" not in inputs:
-        raise OnnxEncoderError(f"{path} names pooling {modes!r} / inputs {inputs!r} this ragkit cannot run")
-    return config
-
-
-def _check_files(root: Path, config: dict[str, Any], verify: bool) -> None:
-    files = config.get("files")
-    if not isinstance(files, dict) or not {MODEL_NAME, DATA_NAME, TOKENIZER_NAME} <= set(files):
-        raise OnnxEncoderError(f"{root}/{CONFIG_NAME} does not list the encoder's files")
-    for name, facts in files.items():
-        path = root / name
-        if "/" in name or "\\" in name or not path.is_file():
-            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} is missing")
-        if path.stat().st_size != facts.get("bytes"):
-            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong size")
-        if verify and sha256_file(path) != facts.get("sha256"):
-            raise OnnxEncoderError(f"ONNX encoder in {root} is damaged: {name} has the wrong SHA-256")

@@ -1,0 +1,125 @@
+"""The one encoder interface, and what is written once above it: batching and normalisation.
+
+Every backend (sentence-transformers, an exported ONNX folder in float32 or int8, the static
+navec-ru model) is an :class:`Encoder`: it embeds one batch of already prompted texts into
+float32 rows. :func:`embed` cuts texts into length-sorted batches (less padding), runs as many
+batches at once as the backend has workers, and L2-normalises: every vector ragkit stores or
+searches is unit length (:func:`ragkit.vectors.faiss_index.l2_normalize`), so inner product
+is cosine similarity.
+
+:class:`TextEmbedder` is what the build and the search use: an encoder pair for queries and
+passages with their prompts (:class:`ragkit.encoders.embedder.Embedder`, or the test double
+:class:`ragkit.testing.FakeHashEmbedder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragkit.vectors.exact import l2_normalize
+
+if TYPE_CHECKING:
+    from ragkit.ingest.tokens import TokenCounter
+
+ProgressFn = Callable[[int], None]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A backend that embeds batches of texts (prompts already prepended)."""
+
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window in tokens, special tokens included; longer texts are truncated."""
+        ...
+
+    @property
+    def workers(self) -> int:
+        """How many batches :meth:`encode_batch` may run at once, on threads."""
+        ...
+
+    @property
+    def cache_tag(self) -> str:
+        """Extra embedding-cache key: vectors of backends with different tags never mix."""
+        ...
+
+    def token_counter(self) -> TokenCounter: ...
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """float32 rows of one batch, in order, not normalised."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this backend."""
+        ...
+
+
+class TextEmbedder(Protocol):
+    """What building and searching an index need from a model."""
+
+    name: str
+    dimension: int
+    max_tokens: int
+    query_prompt: str
+    passage_prompt: str
+
+    def token_counter(self) -> TokenCounter: ...
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+    def embed_passages(self, passages: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray: ...
+
+    @property
+    def passage_cache_tag(self) -> str:
+        """Extra embedding-cache key of the passage vectors ("" for float32)."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def embed(encoder: Encoder, texts: Sequence[str], prompt: str = "", **batching: Any) -> np.ndarray:
+    """Unit-length float32 vectors of ``prompt + text`` for each text, in input order.
+
+    ``batching``: ``batch_size``, ``progress`` and ``workers`` of :func:`encode_sorted`.
+    """
+    return l2_normalize(encode_sorted(encoder, texts, prompt, **batching))
+
+
+def encode_sorted(
+    encoder: Encoder,
+    texts: Sequence[str],
+    prompt: str = "",
+    *,
+    batch_size: int = 32,
+    progress: ProgressFn | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
+    """Raw rows of ``prompt + text``, embedded in length-sorted batches, ``workers`` at once."""
+    out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    step = max(1, int(batch_size))
+    batches = [order[lo : lo + step] for lo in range(0, len(order), step)]
+
+    def run(batch: list[int]) -> np.ndarray:
+        return encoder.encode_batch([prompt + texts[i] for i in batch])
+
+    workers = encoder.workers if workers is None else workers
+    pool = ThreadPoolExecutor(workers) if workers > 1 and len(batches) > 1 else None
+    try:
+        for batch, vectors in zip(batches, pool.map(run, batches) if pool else map(run, batches)):
+            out[batch] = vectors
+            if progress is not None:
+                progress(len(batch))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
