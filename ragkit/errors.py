@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class RagkitError(Exception):
-    """Base class of every error ragkit raises on purpose."""
+    """Base class of every error ragkit raises on purpose.
+
+    ``param`` names the parameter at fault, when there is one: library messages speak of
+    parameters (``recall must be in (0, 1]``), and a front end maps them to its own words
+    (the CLI to ``--recall``, an HTTP API to its query field).
+    """
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class IndexNotFoundError(RagkitError):
@@ -17,6 +26,11 @@ class IndexFormatError(RagkitError):
 
 class ModelMismatchError(RagkitError):
     """The index was built with another embedding model or dimension than the one asked for."""
+
+    @classmethod
+    def dimensions(cls, model: str, got: int, index: object, expected: int) -> ModelMismatchError:
+        return cls(f"model {model!r} now gives {got}-dimensional vectors; "
+                   f"index {index} holds {expected}-dimensional ones: rebuild it")
 
 
 class ModelLoadError(RagkitError):

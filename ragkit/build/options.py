@@ -24,13 +24,13 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if not self.index_type or not self.index_type.strip():
-            raise InvalidArgumentError("--index-type must not be empty")
+            raise InvalidArgumentError("index_type must not be empty", param="index_type")
         if not 0.0 < self.recall <= 1.0:
-            raise InvalidArgumentError(f"--recall must be in (0, 1], got {self.recall!r}")
+            raise InvalidArgumentError(f"recall must be in (0, 1], got {self.recall!r}", param="recall")
         if self.max_tokens is not None and self.max_tokens < MIN_MAX_TOKENS:
-            raise InvalidArgumentError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")
+            raise InvalidArgumentError(f"max_tokens must be at least {MIN_MAX_TOKENS}", param="max_tokens")
         if self.overlap_tokens < 0:
-            raise InvalidArgumentError("--overlap must be >= 0")
+            raise InvalidArgumentError("overlap_tokens must be >= 0", param="overlap_tokens")
 
 
 @dataclass

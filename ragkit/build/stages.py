@@ -142,10 +142,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
         if missing:
             fresh = (encode or embedder.embed_passages)([texts[i] for i in missing], progress=progress.advance)
             if fresh.shape != (len(missing), embedder.dimension):
-                raise ModelMismatchError(
-                    f"model {embedder.name!r} now gives {fresh.shape[-1]}-dimensional vectors; "
-                    f"index {root} holds {embedder.dimension}-dimensional ones: rebuild it"
-                )
+                raise ModelMismatchError.dimensions(embedder.name, fresh.shape[-1], root, embedder.dimension)
             vectors[missing] = fresh
             cache.put([keys[i] for i in missing], fresh)
         progress.finish()

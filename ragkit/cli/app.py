@@ -39,11 +39,32 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except RagkitError as exc:
-        print_error(str(exc))
+        print_error(_message(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print_error("interrupted")
         raise typer.Exit(130) from None
+
+
+# Library parameters as the command line spells them: errors name the parameter at fault.
+_FLAGS = {"index_type": "--index-type", "recall": "--recall", "max_tokens": "--max-tokens",
+          "overlap_tokens": "--overlap", "since": "--since", "until": "--until", "source": "--source",
+          "where": "--where"}
+
+
+def _message(exc: RagkitError) -> str:
+    """The library's one-line message in the command line's words."""
+    import re
+
+    from ragkit.errors import IndexNotFoundError
+
+    text = str(exc)
+    if exc.param in _FLAGS:
+        for param, flag in _FLAGS.items():
+            text = re.sub(rf"(?<![\w-]){param}(?![\w-])", flag, text)
+    if isinstance(exc, IndexNotFoundError):
+        text += "; build one with `ragkit index PATH`"
+    return text
 
 
 def _progress(enabled: bool = True):  # noqa: ANN202

@@ -49,7 +49,7 @@ def read_versioned_json(
         readable = " or ".join(str(v) for v in versions)
         raise error(
             f"{what} {path} has format version {found}; this ragkit ({__version__}) "
-            f"reads version {readable}: rebuild the index with `ragkit index`"
+            f"reads version {readable}: rebuild the index"
         )
     return data
 
@@ -59,9 +59,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     root = Path(folder)
     path = root / MANIFEST_NAME
     if not root.is_dir():
-        raise IndexNotFoundError(f"no index at {root} (folder does not exist); build one with `ragkit index PATH`")
+        raise IndexNotFoundError(f"no index at {root} (folder does not exist)")
     if not path.is_file():
-        raise IndexNotFoundError(f"no ragkit index in {root} (no {MANIFEST_NAME}); build one with `ragkit index PATH`")
+        raise IndexNotFoundError(f"no ragkit index in {root} (no {MANIFEST_NAME})")
     data = read_versioned_json(path, FORMAT, FORMAT_VERSION, "ragkit index manifest")
     for key in ("model", "vectors", "store", "counts"):
         if not isinstance(data.get(key), dict):

@@ -214,10 +214,7 @@ class Index:
             vectors = self.embedder.embed_queries(missing)
             expected = int(self.manifest["model"]["dimension"])
             if vectors.shape[1] != expected:
-                raise ModelMismatchError(
-                    f"model {self.embedder.name!r} now gives {vectors.shape[1]}-dimensional vectors; "
-                    f"index {self.path} holds {expected}-dimensional ones: rebuild it"
-                )
+                raise ModelMismatchError.dimensions(self.embedder.name, vectors.shape[1], self.path, expected)
             if len(self._query_vectors) + len(missing) > _QUERY_CACHE:
                 self._query_vectors.clear()
             self._query_vectors.update(zip(missing, vectors))

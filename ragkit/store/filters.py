@@ -42,11 +42,11 @@ class Filters:
                 try:
                     _dt.date.fromisoformat(value)
                 except ValueError:
-                    raise InvalidArgumentError(f"--{name} must be a date YYYY-MM-DD, got {value!r}") from None
+                    raise InvalidArgumentError(f"{name} must be a date YYYY-MM-DD, got {value!r}", param=name) from None
         if self.since and self.until and self.since > self.until:
-            raise InvalidArgumentError(f"--since {self.since} is after --until {self.until}")
+            raise InvalidArgumentError(f"since {self.since} is after until {self.until}", param="since")
         if self.source is not None and not self.source.strip():
-            raise InvalidArgumentError("--source must not be empty")
+            raise InvalidArgumentError("source must not be empty", param="source")
         object.__setattr__(self, "where", _normalised_where(self.where))
 
     @property
@@ -89,11 +89,11 @@ def _normalised_where(where: Mapping[str, Any] | None) -> dict[str, tuple[str, .
     out: dict[str, tuple[str, ...]] = {}
     for key, value in where.items():
         if not isinstance(key, str) or not key.strip():
-            raise InvalidArgumentError(f"--where needs a field name, got {key!r}")
+            raise InvalidArgumentError(f"where needs a field name, got {key!r}", param="where")
         values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
         texts = [_as_text(v) for v in values]
         if not texts or any(t is None for t in texts):
-            raise InvalidArgumentError(f"--where {key}: values must be strings, numbers or booleans, got {value!r}")
+            raise InvalidArgumentError(f"where {key}: values must be strings, numbers or booleans, got {value!r}", param="where")
         out[key] = tuple(dict.fromkeys(t for t in texts if t is not None))
     return out
 

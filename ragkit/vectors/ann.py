@@ -185,7 +185,7 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     needs no tuning (recall 1.0).
     """
     if not 0.0 < target <= 1.0:
-        raise InvalidArgumentError(f"--recall must be in (0, 1], got {target!r}")
+        raise InvalidArgumentError(f"recall must be in (0, 1], got {target!r}", param="recall")
     start = time.perf_counter()
     n = vectors.shape[0]
     if index.exact or not index.tunable or n == 0:
