@@ -93,7 +93,8 @@ def make_corpus(folder: Path, copies: int, limit: int | None = None) -> Path:
         for c in range(copies):
             for line in lines:
                 record = json.loads(line)
-                record["id"] = f"{record.get('id', n)}-{c}"
+                key = "_id" if "_id" in record else "id"
+                record[key] = f"{record.get(key, n)}-{c}"
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 n += 1
                 if limit and n >= limit:

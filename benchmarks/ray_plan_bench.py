@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import RESULTS, environment  # noqa: E402
 
-from ragkit.vectors.faiss_index import VectorIndex, l2_normalize  # noqa: E402
+from ragkit.vectors.exact import l2_normalize  # noqa: E402
+from ragkit.vectors.faiss_index import VectorIndex  # noqa: E402
 
 
 def vectors(n: int, d: int, seed: int = 0) -> np.ndarray:

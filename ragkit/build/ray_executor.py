@@ -7,8 +7,11 @@ documents, or of passage texts) and comes back as partial results that the drive
 unit order and merges (:mod:`ragkit.build.batches`): passage ids follow the corpus order,
 never the order workers finish in, and the merged BM25 is bit-identical to a local build.
 
-The driver keeps the embedding cache (only texts it lacks go to the workers) and builds the
-FAISS index from the merged vectors, then tunes it and commits the generation as any build.
+The driver keeps the embedding cache (only texts it lacks go to the workers) and trains the
+FAISS quantisers on one sample; Ray tasks add shards of the vectors to copies of the trained
+index and the driver merges them in order (flat and IVF types; FAISS cannot merge HNSW or
+refine types, which the driver builds itself), tunes the result and commits the generation
+as any build.
 
 Resources: each actor asks for at most one CPU, and the pool together for at most the
 cluster's CPUs less half a CPU (:meth:`RayExecutor.cpus_per_worker`), so Ray Data's own tasks

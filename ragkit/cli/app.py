@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ragkit.cli.engine import EngineOpt, RayAddressOpt, VerboseOpt, WorkersOpt, engine_for
 from ragkit.errors import RagkitError
 
 app = typer.Typer(
@@ -79,30 +80,6 @@ NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if anot
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-EngineOpt = Annotated[str, typer.Option("--engine", help="Where the build runs: local (this process) or ray (a Ray cluster; pip install 'ragkit[ray]').")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join: auto or ray://host:port [default: start a local Ray instance].")]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Ray workers (actors) per build stage.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's logs and progress bars.")]
-
-
-@contextmanager
-def _engine(engine: str, address: Optional[str], workers: int, verbose: bool) -> Iterator[object]:
-    """The executor of ``--engine`` (None: the local path), closed afterwards."""
-    from ragkit.errors import InvalidArgumentError
-
-    if engine not in ("local", "ray"):
-        raise InvalidArgumentError(f"--engine must be local or ray, not {engine!r}")
-    if engine == "local":
-        if address is not None:
-            raise InvalidArgumentError("--ray-address needs --engine ray")
-        yield None
-        return
-    from ragkit import RayExecutor
-
-    with RayExecutor(address=address, workers=workers, verbose=verbose) as executor:
-        yield executor
-
-
 def _on_wait() -> None:
     typer.echo("ragkit: another process is writing this index; waiting for it to finish...", err=True)
 
@@ -159,7 +136,7 @@ def index(
 
         options = BuildOptions(index_type=index_type, recall=recall, max_tokens=max_tokens, overlap_tokens=overlap,
                                title_prefix=title_prefix)
-        with _engine(engine, ray_address, workers, verbose) as executor:
+        with engine_for(engine, ray_address, workers, verbose) as executor:
             result = build_index(paths, index_dir or default_index_dir(), model=model, options=options,
                                  progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
                                  executor=executor)
@@ -183,7 +160,7 @@ def add(
         from ragkit import update_index
         from ragkit.paths import default_index_dir
 
-        with _engine(engine, ray_address, workers, verbose) as executor:
+        with engine_for(engine, ray_address, workers, verbose) as executor:
             result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
                                   wait=not no_wait, on_wait=_on_wait, executor=executor)
         _report(result, as_json, "Updated")
@@ -210,7 +187,7 @@ def remove(
 
         if not doc_ids and source is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
-        with _engine(engine, ray_address, workers, verbose) as executor:
+        with engine_for(engine, ray_address, workers, verbose) as executor:
             result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
                                   progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, executor=executor)
         _report(result, as_json, "Updated")
