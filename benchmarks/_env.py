@@ -36,6 +36,7 @@ def environment(packages: tuple[str, ...] = ("ragkit", "numpy", "faiss-cpu", "se
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "versions": versions,
     }
 

@@ -115,7 +115,7 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool) ->
     wall = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     result.update({"engine": engine, "model": model, "process_s": round(wall, 2), "load_before": before,
                    "load_after": load()})
     print(json.dumps(result), flush=True)
@@ -146,23 +146,62 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def docs_table(out: dict) -> str:
+    """The markdown table of docs/ray.md from a result (``--docs`` rewrites it there)."""
+    rows = ["| model | engine | passages | whole build s | chunk (+BM25 on Ray) s | embedding s | embedding passages/s "
+            "| driver / worker peak RSS MiB | load before, after |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in out["results"]:
+        st = r["stages"]
+        workers = r.get("worker_peak_rss_mib") or {}
+        rss = f"{r['driver_peak_rss_mib']} / {max(workers.values()) if workers else '-'}"
+        rows.append(f"| {r['model']} | {r['engine']} | {r['passages']} | {r['total_s']:.1f} | {st.get('Chunking', 0):.1f} | "
+                    f"{st.get('Embedding', 0):.1f} | {r['passages'] / max(st.get('Embedding', 1e-9), 1e-9):.0f} | {rss} | "
+                    f"{r['load_before'][0]}, {r['load_after'][0]} |")
+    fixed = [r for r in out["results"] if "ray_init_s" in r]
+    if fixed:
+        rows.append("")
+        rows.append("Ray's fixed start-up cost, apart: " + "; ".join(
+            f"{r['engine']}: `ray.init` {r['ray_init_s']:.1f} s, a 5-document build {r['tiny_build_s']:.1f} s"
+            for r in fixed if "tiny_build_s" in r) + " (two actor pools started, one per stage).")
+    rows.append("")
+    rows.append("Ratios: " + json.dumps(out["summary"]))
+    return "\n".join(rows)
+
+
+def write_docs(out: dict) -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "ray.md"
+    text = docs.read_text(encoding="utf-8")
+    start, end = "<!-- ray-bench:start -->", "<!-- ray-bench:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    docs.write_text(f"{head}{start}\n{docs_table(out)}\n{end}{tail}", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--minilm", type=int, default=150, help="documents for the MiniLM runs (0: skip)")
     parser.add_argument("--engines", default="local-1,ray-1,local-2,ray-2")
+    parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/ray.md")
+    parser.add_argument("--resume", type=Path, help="a log of this script's result lines: configurations in it are not run again")
     args = parser.parse_args()
     engines = args.engines.split(",")
     results = []
+    if args.resume:
+        results = [json.loads(line) for line in args.resume.read_text(encoding="utf-8").splitlines()
+                   if line.startswith("{") and '"engine"' in line]
+    done = {(r["engine"], r["model"]) for r in results}
     with tempfile.TemporaryDirectory(prefix="ragkit-ray-bench-") as tmp:
         work = Path(tmp)
         big = make_corpus(work, args.copies)
         for engine in engines:
-            results.append(run_config(engine, big, work, "navec-ru", warm=engine.startswith("ray")))
+            if (engine, "navec-ru") not in done:
+                results.append(run_config(engine, big, work, "navec-ru", warm=engine.startswith("ray")))
         if args.minilm:
             small = make_corpus(work, 1, args.minilm)
             for engine in engines:
-                results.append(run_config(engine, small, work, "all-MiniLM-L6-v2", warm=False))
+                if (engine, "all-MiniLM-L6-v2") not in done:
+                    results.append(run_config(engine, small, work, "all-MiniLM-L6-v2", warm=False))
     summary = {}
     for model in sorted({r["model"] for r in results}):
         by = {r["engine"]: r for r in results if r["model"] == model}
@@ -185,8 +224,10 @@ def main() -> None:
     out = {"benchmark": "ray_bench", "env": environment(("ragkit", "numpy", "faiss-cpu", "torch", "ray", "pyarrow")),
            "args": vars(args), "results": results, "summary": summary}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ray.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (RESULTS / "ray.json").write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     plot(results, RESULTS / "ray.png")
+    if args.docs:
+        write_docs(out)
     print(json.dumps(summary, indent=2))
 
 

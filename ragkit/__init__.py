@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ragkit._version import __version__
-from ragkit.documents import Document, Passage, SearchResult
+from ragkit.documents import Document, Passage, SearchResult, search_response
 from ragkit.errors import (
     EmptyCorpusError,
     IndexFormatError,
@@ -26,6 +26,7 @@ from ragkit.errors import (
     OnnxEncoderError,
     OnnxExportUnsupported,
     RagkitError,
+    StorageError,
 )
 
 if TYPE_CHECKING:
@@ -65,12 +66,14 @@ __all__ = [
     "RagkitError",
     "RayExecutor",
     "SearchResult",
+    "StorageError",
     "__version__",
     "build_index",
     "evaluate",
     "update_index",
     "load_beir",
     "load_documents",
+    "search_response",
 ]
 
 _LAZY = {

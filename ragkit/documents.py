@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class SearchResult:
     scores: dict[str, float] = field(default_factory=dict)
     page: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Other documents of this one's duplicate group (reprints), each {"doc_id", "source"}.
+    duplicates: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -74,5 +77,11 @@ class SearchResult:
             "scores": dict(self.scores),
             "page": self.page,
             "metadata": dict(self.metadata),
+            "duplicates": [dict(d) for d in self.duplicates],
         }
         return out
+
+
+def search_response(query: str, mode: str, results: Sequence[SearchResult]) -> dict[str, object]:
+    """One query's answer as ``ragkit search --json`` prints it, and as the server and MCP return it."""
+    return {"query": query, "mode": mode, "results": [r.to_dict() for r in results]}

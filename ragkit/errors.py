@@ -49,6 +49,11 @@ class IndexLockedError(RagkitError):
     """Another process is writing the index and the caller chose not to wait."""
 
 
+class StorageError(RagkitError):
+    """The index folder could not be written: a full disk or another I/O error (nothing was changed)."""
+
+
+
 class OnnxEncoderError(IndexFormatError):
     """An ONNX encoder folder is missing, damaged, foreign or from an incompatible format version."""
 

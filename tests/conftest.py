@@ -38,3 +38,11 @@ def real_embedder():
 @pytest.fixture
 def fake_embedder():
     return FakeHashEmbedder()
+
+
+@pytest.fixture(scope="session")
+def news_index(tmp_path_factory):
+    """A real navec-ru index of the small Russian corpus in tests/serve_corpus.py (read-only: copy it to write)."""
+    from serve_corpus import build
+
+    return build(tmp_path_factory.mktemp("news") / "index")

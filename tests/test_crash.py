@@ -62,7 +62,7 @@ sys.path.insert(0, cfg["tests"])
 from conftest import FakeHashEmbedder
 from ragkit import Document, build_index
 from ragkit.build.pipeline import update_index
-import ragkit.build.pipeline, ragkit.encoders.cache, ragkit.lexical.bm25
+import ragkit.format.layout, ragkit.encoders.cache, ragkit.lexical.bm25
 
 docs = {k: [Document(**d) for d in v] for k, v in cfg["docs"].items()}
 emb, root = FakeHashEmbedder(), cfg["root"]
@@ -99,7 +99,7 @@ if point == "cache-written":
 elif point == "lexical-half-written":
     after(ragkit.lexical.bm25, "_save_npy", point, nth=2)
 elif point == "before-manifest":
-    after(ragkit.build.pipeline, "write_manifest", point)
+    after(ragkit.format.layout, "write_manifest", point)
 elif point == "manifest-beside":
     after(os, "replace", point, when=lambda src, dst, *a, **k: str(dst).endswith("manifest.json"))
 elif point == "cleanup-half-done":

@@ -140,7 +140,8 @@ def test_rebuild_replaces_generation_and_failed_build_keeps_old_index(tmp_path, 
     build_index(DOCS[:2], tmp_path, embedder=fake_embedder)
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     # the current generation, and the previous one kept one round for readers that opened it
-    assert files == ["doclexical-000002", "doclexical-000003", "embeddings.sqlite", "lexical-000002",
+    assert files == ["doclexical-000002", "doclexical-000003", "duplicates-000002.json", "duplicates-000003.json",
+                     "embeddings.sqlite", "lexical-000002",
                      "lexical-000003", "manifest.json", "store-000002.sqlite", "store-000003.sqlite",
                      "vectors-000002.faiss", "vectors-000003.faiss"]
 

@@ -23,10 +23,11 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """ragkit modules that ``path`` imports, at module level or inside functions (not the lazy facade)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ragkit."):
-            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
-            if node.module in modules:
-                found.add(node.module)
+        if isinstance(node, ast.ImportFrom) and node.module and (node.module + ".").startswith("ragkit."):
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+            found |= submodules
+            if node.module in modules and node.module != "ragkit" and len(submodules) < len(node.names):
+                found.add(node.module)  # names defined in the module itself (not only its submodules)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("ragkit.") and a.name in modules}
     return found

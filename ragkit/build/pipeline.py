@@ -24,8 +24,8 @@ from ragkit.build.reuse import Kept, RecordedModel, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError
-from ragkit.format.layout import fsync_file, next_generation, remove_stale, writer_lock
-from ragkit.format.manifest import new_manifest, read_manifest, write_manifest
+from ragkit.format.layout import commit, fsync_file, next_generation, writer_lock
+from ragkit.format.manifest import new_manifest, read_manifest
 from ragkit.ingest.loaders import source_files
 from ragkit.progress import NoProgress, Progress
 from ragkit.store.sqlite import Store
@@ -134,6 +134,7 @@ def update_index(
 
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
+    from ragkit.format.checksums import check
     from ragkit.search.index import Index
     from ragkit.store.filters import Filters
 
@@ -142,8 +143,9 @@ def update_index(
     if isinstance(add, (str, os.PathLike)):
         add = [add]
     new_docs, report, source_paths = stages.collect(add, progress, allow_empty=True)
-    with writer_lock(root, wait, on_wait):
+    with writer_lock(root, wait, on_wait, create=False):
         manifest = read_manifest(root)
+        check(root, manifest["files"], full=True)  # every byte taken over is verified, never laundered
         with Index.open(root, embedder=embedder) as current:
             existing = current.store.documents()
             unknown = sorted(set(remove) - {d.id for d in existing})
@@ -219,6 +221,10 @@ def _write(
     store.add_passages(rows)
     store.commit()
     store.close()
+    from ragkit.ingest.dedup import write_for_build  # reprint groups (ragkit.ingest.dedup)
+
+    names["duplicates"] = f"duplicates-{generation:06d}.json"
+    duplicates = write_for_build(root / names["duplicates"], docs, doc_rows)
     lexical, doc_lexical = executor.lexical(docs, texts, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
@@ -245,12 +251,12 @@ def _write(
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
         counts={"documents": len(docs), "passages": len(texts)},
         query_encoder=query_encoder,
+        duplicates=duplicates,
         sources=sources,
         files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
                **recorded},
     )
-    write_manifest(root, manifest)
-    remove_stale(root, keep=set(names.values()))
+    commit(root, manifest, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
 

@@ -121,6 +121,11 @@ def chunk(  # noqa: ANN202
     return spans, texts, prefixed, settings
 
 
+def passage_cache_tag(embedder: Any) -> str:  # noqa: ANN401
+    """The embedder's passage cache key: optional in the protocol, "" (float32 vectors) when absent."""
+    return str(getattr(embedder, "passage_cache_tag", "") or "")
+
+
 def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
           encode: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded).
@@ -129,7 +134,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
     ``embed_passages``; an executor's runs them on its workers).
     """
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
-                           embedder.passage_cache_tag)
+                           passage_cache_tag(embedder))
     try:
         keys = cache.keys(texts)
         found = cache.get(keys)

@@ -35,19 +35,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    from ragkit.cli.console import print_error
+    """Every error is one line on stderr and exit code 1 (130 for Ctrl-C), never a traceback.
+
+    ragkit's own errors say what is wrong; errors that FAISS, SQLite or the system raise from a
+    damaged file or a full disk are named by their source (see :func:`_one_line`). Set
+    ``RAGKIT_DEBUG=1`` to get the traceback of anything that is not a RagkitError.
+    """
+    from ragkit.cli.console import first_line, one_line, print_error
 
     try:
         yield
     except RagkitError as exc:
-        print_error(_message(exc))
+        print_error(first_line(_message(exc)))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print_error("interrupted")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the one-line promise
+        import os
+
+        if os.environ.get("RAGKIT_DEBUG"):
+            raise
+        print_error(one_line(exc))
+        raise typer.Exit(1) from None
 
 
-# Library parameters as the command line spells them: errors name the parameter at fault.
 _FLAGS = {"index_type": "--index-type", "recall": "--recall", "max_tokens": "--max-tokens",
           "overlap_tokens": "--overlap", "since": "--since", "until": "--until", "source": "--source",
           "where": "--where"}
@@ -124,10 +138,7 @@ def index(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the corpus and settings are unchanged.")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = 2,
-    verbose: VerboseOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Build an index from files and folders (replaces what the index held; unchanged passages are not re-embedded)."""
     with _errors():
@@ -146,50 +157,40 @@ def index(
 @app.command()
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to add; documents with a known id replace it.", show_default=False)],
-    index_dir: IndexOpt = None,
-    no_wait: NoWaitOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = 2,
-    verbose: VerboseOpt = False,
+    index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Add or update documents in an existing index (only new or changed text is embedded)."""
-    with _errors():
-        from ragkit import update_index
-        from ragkit.paths import default_index_dir
-
-        with engine_for(engine, ray_address, workers, verbose) as executor:
-            result = update_index(index_dir or default_index_dir(), add=paths, progress=_progress(not quiet),
-                                  wait=not no_wait, on_wait=_on_wait, executor=executor)
-        _report(result, as_json, "Updated")
+    _update(index_dir, no_wait, as_json, quiet, (engine, ray_address, workers, verbose), add=paths)
 
 
 @app.command()
 def remove(
     doc_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the documents to remove.", show_default=False)] = None,
     source: Annotated[Optional[str], typer.Option(help="Remove the documents whose source path matches this glob.")] = None,
-    index_dir: IndexOpt = None,
-    no_wait: NoWaitOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = 2,
-    verbose: VerboseOpt = False,
+    index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Remove documents from an index by id or by source glob."""
+    _update(index_dir, no_wait, as_json, quiet, (engine, ray_address, workers, verbose), remove=doc_ids or [],
+            remove_source=source)
+
+
+def _update(index_dir: Path | None, no_wait: bool, as_json: bool, quiet: bool, engine: tuple,
+            **changes: object) -> None:
+    """``ragkit add`` and ``ragkit remove``: one update of the index, reported."""
     with _errors():
         from ragkit import update_index
+        from ragkit.cli.inputs import check_glob
         from ragkit.errors import InvalidArgumentError
         from ragkit.paths import default_index_dir
 
-        if not doc_ids and source is None:
+        if "remove" in changes and not changes["remove"] and changes.get("remove_source") is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
-        with engine_for(engine, ray_address, workers, verbose) as executor:
-            result = update_index(index_dir or default_index_dir(), remove=doc_ids or [], remove_source=source,
-                                  progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, executor=executor)
+        check_glob(changes.get("remove_source"))  # type: ignore[arg-type]
+        with engine_for(*engine) as executor:
+            result = update_index(index_dir or default_index_dir(), progress=_progress(not quiet), wait=not no_wait,
+                                  on_wait=_on_wait, executor=executor, **changes)  # type: ignore[arg-type]
         _report(result, as_json, "Updated")
 
 
@@ -222,11 +223,16 @@ def search(
     dense_weight: DenseWeightOpt = None,
     fusion: FusionOpt = "convex",
     model: ModelOpt = None,
+    no_collapse: Annotated[bool, typer.Option("--no-collapse", help="Keep every copy of duplicate documents (reprints) instead of one per group.")] = False,
+    rerank: Annotated[Optional[str], typer.Option("--rerank", help="Re-rank with this sentence-transformers CrossEncoder (name in the local cache or a folder) [default: off].")] = None,
+    rerank_depth: Annotated[int, typer.Option("--rerank-depth", help="How many of the best passages --rerank re-scores.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index. Without --index, the default index is (re)built from seeds/ when needed."""
     with _errors():
+        from ragkit import search_response
         from ragkit.errors import InvalidArgumentError
+        from ragkit.cli.inputs import check_glob
         from ragkit.store.filters import Filters, parse_where
 
         if k < 1:
@@ -234,13 +240,15 @@ def search(
         if per_doc < 0:
             raise InvalidArgumentError(f"--per-doc must be >= 0, got {per_doc}")
         texts = _read_queries(query, queries)
+        check_glob(source)
         filters = Filters(since=since, until=until, source=source, where=parse_where(where or []))
         config = _fusion(fusion, dense_weight)
         idx = _open_for_search(index_dir, model)
-        results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config)
+        results = idx.search_many(texts, k, mode=mode, filters=filters, per_doc=per_doc or None, fusion=config,
+                                  collapse=not no_collapse, rerank=rerank, rerank_depth=rerank_depth)
         for q, res in zip(texts, results):
             if as_json:
-                typer.echo(json.dumps({"query": q, "mode": mode, "results": [r.to_dict() for r in res]}, ensure_ascii=False))
+                typer.echo(json.dumps(search_response(q, mode, res), ensure_ascii=False))
             else:
                 from ragkit.cli.console import print_results
 
@@ -256,13 +264,9 @@ def _read_queries(query: str | None, queries: str | None) -> list[str]:
         if query is None or not query.strip():
             raise InvalidArgumentError("the query is empty")
         return [query]
-    if queries == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        try:
-            lines = Path(queries).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidArgumentError(f"cannot read queries file {queries}: {exc}") from exc
+    from ragkit.cli.inputs import query_lines
+
+    lines = query_lines(queries)
     texts = [line.strip() for line in lines if line.strip()]
     if not texts:
         raise InvalidArgumentError("the queries file holds no query")
@@ -301,9 +305,9 @@ def info(
         if as_json:
             typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
             return
-        m, c, ch, lex = data["model"], data["counts"], data.get("chunker", {}), data.get("lexical", {})
+        m, c, ch, lex = data["model"], data["counts"], data.get("chunker") or {}, data.get("lexical") or {}
         lines = [
-            f"index:     {data['path']} (format {data['format_version']}, ragkit {data['ragkit_version']}, created {data['created']})",
+            f"index:     {data['path']} (format {data['format_version']}, ragkit {data.get('ragkit_version')}, created {data.get('created')})",
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",

@@ -107,5 +107,38 @@ def print_results(query: str, results: list[SearchResult], analyzer: Analyzer | 
     table.add_column("passage", ratio=5)
     for r in results:
         title = shorten(r.title or r.doc_id, TITLE_CHARS)
+        if r.duplicates:
+            title += f" (+{len(r.duplicates)} reprint{'s' if len(r.duplicates) > 1 else ''})"
         table.add_row(str(r.rank), f"{r.score:.3f}", title, r.date or "", highlight(shorten(r.text, SNIPPET_CHARS), query, analyzer))
     console.print(table)
+
+
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else "unknown error")[:2000]
+
+
+def one_line(exc: BaseException) -> str:
+    """One line for an exception that is not a RagkitError."""
+    import errno
+    import re
+    import sqlite3
+
+    damaged = "the index may be damaged: `ragkit info --verify` checks it"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"SQLite: {first_line(str(exc))} ({damaged})"
+    if isinstance(exc, MemoryError):
+        return "out of memory (a damaged index file or an input too large for this machine)"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return f"no space left on device{f' writing {exc.filename}' if exc.filename else ''}"
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or first_line(str(exc))}{where}"
+    text = first_line(str(exc))
+    if isinstance(exc, RuntimeError) and text.startswith("Error in "):  # FAISS: "Error in <signature> at f.cpp:N: why"
+        match = re.search(r"\.(?:cpp|h):\d+: (.*)", text)
+        return f"FAISS: {(match.group(1) if match else text)[:300]} ({damaged})"
+    return f"internal error: {type(exc).__name__}: {text[:300]} (please report it; RAGKIT_DEBUG=1 shows the traceback)"
+

@@ -80,7 +80,7 @@ class TextEmbedder(Protocol):
 
     @property
     def passage_cache_tag(self) -> str:
-        """Extra embedding-cache key of the passage vectors ("" for float32)."""
+        """Extra embedding-cache key of the passage vectors ("" for float32; optional, "" when absent)."""
         ...
 
     def describe(self) -> dict[str, Any]: ...

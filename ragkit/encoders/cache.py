@@ -26,17 +26,30 @@ class EmbeddingCache:
         self._conn = sqlite3.connect(self.path)
         try:
             self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
-        except sqlite3.DatabaseError:
-            # A damaged cache is worthless, never fatal: start a fresh one.
-            self._conn.close()
-            self.path.unlink(missing_ok=True)
-            self._conn = sqlite3.connect(self.path)
-            self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        except sqlite3.DatabaseError as exc:
+            self._reset(exc)
+
+    def _reset(self, exc: sqlite3.DatabaseError) -> None:
+        """A damaged cache is worthless, never fatal: start a fresh one (a full disk is raised)."""
+        if "full" in str(exc):
+            raise exc
+        self._conn.close()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._conn = sqlite3.connect(self.path)
+        self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
 
     def keys(self, texts: Sequence[str]) -> list[bytes]:
         return [hashlib.sha256(self._salt + t.encode("utf-8", "surrogatepass")).digest() for t in texts]
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        try:
+            return self._get(keys)
+        except sqlite3.DatabaseError as exc:  # damaged past its first page: rebuilt, nothing found
+            self._reset(exc)
+            return {}
+
+    def _get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         size = self.dimension * 4
         for lo in range(0, len(keys), 500):
@@ -48,9 +61,16 @@ class EmbeddingCache:
         return found
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        rows = ((k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors))
-        with self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+        def rows():  # noqa: ANN202
+            return ((k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors))
+
+        try:
+            with self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows())
+        except sqlite3.DatabaseError as exc:
+            self._reset(exc)
+            with self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows())
 
     def close(self) -> None:
         self._conn.close()

@@ -52,6 +52,10 @@ def int8_encoder(name: str, load_path: str, st_model: Callable[[], Any]) -> Onnx
     threads = max(1, cores // sessions)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.with_name(f".{folder.name}.lock"))):  # one exporter at a time
+        import shutil
+
+        for debris in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(f".{folder.name}.old-*")]:
+            shutil.rmtree(debris, ignore_errors=True)  # left by a killed exporter (we hold the lock)
         try:
             encoder = OnnxEncoder.load(folder, sessions=sessions, threads=threads)
             if encoder.precision == "int8" and encoder.name == name:

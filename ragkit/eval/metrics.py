@@ -93,8 +93,15 @@ def evaluate(
     mode: str = "hybrid",
     fusion: FusionConfig | None = None,
     batch: int = 256,
+    collapse: bool = False,
+    runs_out: dict[str, list[str]] | None = None,
 ) -> EvalResult:
-    """Run every judged query of ``dataset`` against ``index`` and score document rankings."""
+    """Run every judged query of ``dataset`` against ``index`` and score document rankings.
+
+    ``collapse`` shows one document per duplicate group, as search does (the qrels are not
+    changed: a relevant reprint hidden behind its twin counts as missed). ``runs_out``, if
+    given, receives each query's document ranking.
+    """
     passage_docs = index.passage_documents()
     docs = max(1, int(index.manifest["counts"]["documents"]))
     per_doc = max(1.0, len(index) / docs)
@@ -107,4 +114,32 @@ def evaluate(
         ranked = index.rank_passages([dataset.queries[q] for q in chunk], fetch, mode=mode, fusion=fusion)
         for qid, fused in zip(chunk, ranked):
             runs[qid] = documents_by_best_passage(fused.ids, passage_docs)
+    if collapse:
+        runs = collapse_runs(runs, duplicate_group_of(index))
+    if runs_out is not None:
+        runs_out.update(runs)
     return score_runs(runs, dataset.qrels)
+
+
+def duplicate_group_of(index: Index) -> dict[str, int]:
+    """Document id -> its duplicate group (documents in no group are absent)."""
+    groups = index.duplicate_groups()
+    if groups is None:
+        return {}
+    return {doc_id: g for g, members in enumerate(groups[1].groups) for _, doc_id, _ in members}
+
+
+def collapse_runs(runs: Mapping[str, Sequence[str]], group_of: Mapping[str, int]) -> dict[str, list[str]]:
+    """Each ranking with the documents of a group after its first one dropped."""
+    out = {}
+    for qid, ranked in runs.items():
+        seen: set[int] = set()
+        kept = []
+        for doc in ranked:
+            g = group_of.get(doc)
+            if g is None or g not in seen:
+                kept.append(doc)
+                if g is not None:
+                    seen.add(g)
+        out[qid] = kept
+    return out

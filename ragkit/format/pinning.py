@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ragkit.errors import IndexFormatError
+from ragkit.format.inside import mark_pinned, open_inside
 
 
 def _descriptor_folder() -> str | None:
@@ -38,6 +39,7 @@ def _release(fds: list[int], folder: str | None) -> None:
         except OSError:
             pass
     if folder is not None:
+        mark_pinned(folder, live=False)
         _remove_tree(folder)
 
 
@@ -61,12 +63,11 @@ class PinnedFiles:
         descriptors = _descriptor_folder()
         links = tempfile.mkdtemp(prefix="ragkit-reader-") if descriptors else None
         self._finalizer = weakref.finalize(self, _release, fds, links)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             for name in names:
                 if os.path.isabs(name) or ".." in Path(name).parts:
                     raise IndexFormatError(f"index {root} names a file outside its folder: {name!r}")
-                fds.append(os.open(root / name, flags))
+                fds.append(open_inside(root, name))  # O_NOFOLLOW, and no linked folder on the way
                 self._names[name] = fds[-1]
                 if links is not None:
                     link = Path(links, name)
@@ -80,6 +81,8 @@ class PinnedFiles:
                 raise IndexFormatError(f"index {root} is damaged: {name} is missing") from None
             raise IndexFormatError(f"cannot open {name} of index {root}: {exc.strerror}") from None
         self.folder = Path(links) if links is not None else root
+        if links is not None:
+            mark_pinned(links, live=True)
 
     def materialize(self, folder: str) -> Path:
         """Copy the pinned files under ``folder`` into a private folder of real files.

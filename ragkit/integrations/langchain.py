@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ._common import IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id, ragkit_document
+from ragkit.integrations._common import IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id, ragkit_document
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun

@@ -20,7 +20,7 @@ from typing import Any
 
 from ragkit import InvalidArgumentError
 
-from ._common import (FiltersLike, FusionLike, IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id,
+from ragkit.integrations._common import (FiltersLike, FusionLike, IndexHandle, SearchOptions, build, metadata, missing_extra, passage_id,
                       ragkit_document)
 
 try:

@@ -16,6 +16,8 @@ Pipeline of :meth:`Analyzer.terms` (documents and queries alike):
    stopword list and Snowball stemmer, a Latin token the English ones (bm25s's lists, folded
    the same way), anything else (numbers, other scripts) is kept as it is. Mixed-language
    corpora and queries need no per-document language detection.
+   ``russian="pymorphy3"`` replaces the Russian Snowball stem by pymorphy3's most probable
+   lemma (normal form, ``ё`` folded); measured against Snowball in benchmarks/selection.py.
 
 Analysed forms are cached per surface token, so a corpus pays for each distinct word once.
 """
@@ -30,10 +32,22 @@ from collections.abc import Iterable, Sequence
 from itertools import chain
 from typing import Any
 
+from ragkit.errors import InvalidArgumentError, RagkitError
+
 __all__ = ["Analyzer", "detect_language"]
 
+RUSSIAN = ("snowball", "pymorphy3")
+DEFAULT_RUSSIAN = "pymorphy3"  # chosen by benchmarks/selection.py (lexical stage)
+
+
+class MissingPackageError(RagkitError):
+    """An optional package that this analysis needs is not installed."""
+
 ANALYZER_NAME = "ru-en-snowball"
-ANALYZER_VERSION = 1
+# Version 2 adds the "russian" key (pymorphy3 lemmas); Snowball analyses are still written as
+# version 1, so older ragkit versions open them, and refuse (rebuild) a lemma index they cannot read.
+ANALYZER_VERSION = 2
+ANALYZER_VERSIONS = (1, 2)
 
 _TOKEN = re.compile(r"[^\W_]+")
 # Combining diacritical marks (basic, extended, supplement, for symbols, half marks).
@@ -91,10 +105,15 @@ class Analyzer:
     An Analyzer may be shared between threads.
     """
 
-    def __init__(self, stem: bool = True, stopwords: bool = True, stopword_list: Iterable[str] | None = None) -> None:
+    def __init__(self, stem: bool = True, stopwords: bool = True, stopword_list: Iterable[str] | None = None,
+                 russian: str = DEFAULT_RUSSIAN) -> None:
         """``stopword_list`` replaces bm25s's Russian and English lists (an index stores the list
-        it was built with, so searching it needs neither bm25s nor its import time)."""
+        it was built with, so searching it needs neither bm25s nor its import time).
+        ``russian``: ``snowball`` (stems) or ``pymorphy3`` (lemmas; needs the package)."""
+        if russian not in RUSSIAN:
+            raise InvalidArgumentError(f"unknown Russian analysis {russian!r} (choose from {', '.join(RUSSIAN)})")
         self.stem = bool(stem)
+        self.russian = russian if self.stem else "snowball"  # without stemming the choice has no effect
         self.stopwords = bool(stopwords)
         self._cache: dict[str, str] = {}  # surface token -> term, "" for a dropped token
         self._lock = threading.Lock()
@@ -108,16 +127,17 @@ class Analyzer:
             self._stop = _stopword_set(STOPWORDS_RUSSIAN) | _stopword_set(STOPWORDS_EN)
 
     def __repr__(self) -> str:
-        return f"Analyzer(stem={self.stem}, stopwords={self.stopwords})"
+        return f"Analyzer(stem={self.stem}, stopwords={self.stopwords}, russian={self.russian!r})"
 
     def config(self) -> dict[str, object]:
         """A JSON-able description, stored in index manifests to check the analysis on load."""
         return {
             "name": ANALYZER_NAME,
-            "version": ANALYZER_VERSION,
+            "version": ANALYZER_VERSION if self.russian != "snowball" else 1,
             "stem": self.stem,
             "stopwords": self.stopwords,
             "stopword_list": sorted(self._stop),
+            "russian": self.russian,
         }
 
     def terms(self, text: str) -> list[str]:
@@ -157,17 +177,33 @@ class Analyzer:
                 stemmers = self._get_stemmers()
                 for language, words in groups.items():
                     if words:
-                        out.update(zip(words, stemmers[language].stemWords(words)))
+                        out.update(zip(words, stemmers[language](words)))
             if len(self._cache) + len(out) > _CACHE_LIMIT:
                 self._cache = {}
             self._cache.update(out)
         return out
 
     def _get_stemmers(self) -> dict[str, Any]:
+        """language -> a function from a list of words to their terms."""
         if self._stemmers is None:
             import Stemmer  # PyStemmer
 
             self._stemmers = {
-                language: Stemmer.Stemmer(language, 0) for language in ("russian", "english")
+                language: Stemmer.Stemmer(language, 0).stemWords for language in ("russian", "english")
             }
+            if self.russian == "pymorphy3":
+                self._stemmers["russian"] = _pymorphy_lemmas()
         return self._stemmers
+
+
+def _pymorphy_lemmas() -> Any:
+    try:
+        import pymorphy3
+    except ImportError as exc:
+        raise MissingPackageError("Russian lemmas need pymorphy3: pip install 'pymorphy3>=2.0,<3' pymorphy3-dicts-ru") from exc
+    morph = pymorphy3.MorphAnalyzer()
+
+    def lemmas(words: list[str]) -> list[str]:
+        return [morph.parse(w)[0].normal_form.replace("ё", "е") for w in words]
+
+    return lemmas

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSION, Analyzer
+from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSIONS, Analyzer
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
 __all__ = ["LexicalIndex", "TermCounts", "count_terms"]
@@ -51,6 +51,7 @@ FORMAT_VERSION = 2
 READS = (1, 2)  # version 1: no term counts
 METHODS = ("lucene", "robertson", "atire")
 MANIFEST = "bm25.json"
+DEFAULT_K1 = 1.5  # bm25s's default; chosen by benchmarks/selection.py over 1.2 (lexical stage)
 VOCAB = "bm25_vocab.json"
 # array name -> (file name, dtype)
 ARRAYS = {
@@ -134,7 +135,7 @@ class LexicalIndex:
         ids: np.ndarray,
         texts: Sequence[str],
         analyzer: Analyzer | None = None,
-        k1: float = 1.2,
+        k1: float = DEFAULT_K1,
         b: float = 0.75,
         method: str = "lucene",
     ) -> LexicalIndex:
@@ -156,7 +157,7 @@ class LexicalIndex:
     @classmethod
     def from_counts(
         cls, ids: np.ndarray, parts: Sequence[TermCounts], analyzer: Analyzer | None = None,
-        k1: float = 1.2, b: float = 0.75, method: str = "lucene",
+        k1: float = DEFAULT_K1, b: float = 0.75, method: str = "lucene",
     ) -> LexicalIndex:
         """The index :meth:`build` gives for the texts whose counts ``parts`` hold, in order."""
         ids_arr = _check_ids(ids, sum(p.n_rows for p in parts))
@@ -222,6 +223,20 @@ class LexicalIndex:
         order = np.argsort((cols << 32) | rows, kind="stable")
         matrix = _matrix(self._params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
         return LexicalIndex(dict(self._params), matrix, vocab, ids_arr, self.analyzer)
+
+    def reweighted(self, k1: float | None = None, b: float | None = None, method: str | None = None) -> LexicalIndex:
+        """The same index with other BM25 parameters, from the stored term counts (no analysis)."""
+        if self._tf is None:
+            raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
+        params = {"k1": float(self._params["k1"] if k1 is None else k1), "b": float(self._params["b"] if b is None else b),
+                  "method": self._params["method"] if method is None else method}
+        if params["method"] not in METHODS or not (params["k1"] >= 0 and 0 <= params["b"] <= 1):
+            raise InvalidArgumentError(f"invalid BM25 parameters {params}")
+        indptr = self._matrix["indptr"]
+        cols = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+        rows = np.asarray(self._matrix["indices"], dtype=np.int64)
+        matrix = _matrix(params, cols, rows, np.asarray(self._tf), len(self), len(self._vocab))
+        return LexicalIndex(params, matrix, dict(self._vocab), self._ids, self.analyzer)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -390,7 +405,8 @@ class LexicalIndex:
         params = {key: manifest[key] for key in ("k1", "b", "method")}
         matrix = {key: arrays.get(key) for key in ("data", "indices", "indptr", "tf")}
         analyzer = Analyzer(stem=bool(analyzer_cfg["stem"]), stopwords=bool(analyzer_cfg["stopwords"]),
-                            stopword_list=analyzer_cfg.get("stopword_list"))
+                            stopword_list=analyzer_cfg.get("stopword_list"),
+                            russian=str(analyzer_cfg.get("russian", "snowball")))
         return cls(params, matrix, vocab, arrays["ids"], analyzer)
 
 
@@ -501,15 +517,14 @@ def _read_manifest(root: Path) -> dict[str, Any]:
 
     manifest = read_versioned_json(path, FORMAT, READS, "ragkit BM25 manifest")
     analyzer = manifest.get("analyzer")
-    if not isinstance(analyzer, dict) or (analyzer.get("name"), analyzer.get("version")) != (
-        ANALYZER_NAME,
-        ANALYZER_VERSION,
-    ):
+    if not isinstance(analyzer, dict) or analyzer.get("name") != ANALYZER_NAME or analyzer.get("version") not in ANALYZER_VERSIONS:
         found = f"{analyzer.get('name')} v{analyzer.get('version')}" if isinstance(analyzer, dict) else "none"
         raise IndexFormatError(
-            f"lexical index {root} was analysed with {found}; this ragkit uses "
-            f"{ANALYZER_NAME} v{ANALYZER_VERSION}: rebuild the index"
+            f"lexical index {root} was analysed with {found}; this ragkit reads "
+            f"{ANALYZER_NAME} v{'/v'.join(map(str, ANALYZER_VERSIONS))}: rebuild the index"
         )
+    if analyzer.get("russian", "snowball") not in ("snowball", "pymorphy3"):
+        raise IndexFormatError(f"lexical index {root} names an unknown Russian analysis {analyzer.get('russian')!r}: rebuild it")
     checks = {
         "k1": (int, float),
         "b": (int, float),
@@ -543,5 +558,12 @@ def _check_shapes(
         problems.append("data/indices/tf lengths differ from the posting count")
     if indptr.shape[0] != n_terms + 1 or int(indptr[0]) != 0 or int(indptr[-1]) != n_postings:
         problems.append("indptr does not match the vocabulary and posting count")
+    elif indptr.size > 1 and bool(np.any(indptr[1:] < indptr[:-1])):
+        problems.append("indptr is not ascending")
+    indices, ids = arrays["indices"], arrays["ids"]
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_docs):
+        problems.append(f"posting rows outside 0..{n_docs - 1}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) > n_docs):  # passage ids 0..n-1, document rows 1..n
+        problems.append(f"ids outside 0..{n_docs}")
     if problems:
         raise IndexFormatError(f"lexical index {root} is inconsistent: {'; '.join(problems)}")

@@ -15,12 +15,26 @@ from ragkit.encoders.embedder import Embedder
 from ragkit.encoders.registry import same_model
 from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
 from ragkit.format.checksums import check
+from ragkit.ingest.dedup import DuplicateGroups, read_groups
+from ragkit.search.rerank import DEFAULT_DEPTH, Reranker, get_reranker
 from ragkit.format.manifest import read_manifest
 from ragkit.format.pinning import PinnedFiles
 from ragkit.lexical.analysis import detect_language
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.search.fusion import Fused, FusionConfig, fuse
 from ragkit.store.filters import Filters
+from ragkit.search.ranking import (
+    cap_per_doc,
+    check_k,
+    check_query,
+    collapse_groups,
+    empty,
+    from_dense,
+    mix_lexical,
+    reranked,
+    top,
+    top_two,
+)
 from ragkit.store.sqlite import Store
 from ragkit.vectors.faiss_index import VectorIndex
 
@@ -45,6 +59,7 @@ class Index:
         self._doc_rows: np.ndarray | None = None
         self._passage_docs: dict[int, str] | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._duplicates: tuple[dict[int, int], DuplicateGroups] | None = None
 
     @classmethod
     def open(
@@ -236,49 +251,45 @@ class Index:
         fusion: FusionConfig | None = None,
     ) -> list[Fused]:
         """For each query, up to ``n`` passages best first, with their component scores."""
-        queries = [_check_query(q) for q in queries]
+        queries = [check_query(q) for q in queries]
         if mode not in MODES:
             raise InvalidArgumentError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if not queries or (allowed is not None and len(allowed) == 0):
-            return [_empty() for _ in queries]
+            return [empty() for _ in queries]
         fusion = fusion or FusionConfig()
         weights = [self._dense_weight(q, fusion) if mode == "hybrid" else 0.0 for q in queries]
         need_dense = mode == "dense" or any(w > 0 for w in weights)
         qvecs = self.embed_queries(queries) if need_dense else None
         if mode == "dense":
             scores, ids = self.vectors.search(qvecs, n, allowed)
-            return [_from_dense(i, s) for i, s in zip(ids, scores)]
+            return [from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
         for qi, query in enumerate(queries):
-            lex_vec = self._lexical_vector(query, fusion.doc_weight)
-            lex_ids, lex_scores = _top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
-            if mode == "lexical" or weights[qi] == 0.0:
+            lex_vec, leads = self._lexical_vector(query, fusion.doc_weight_for(mode))
+            lex_ids, lex_scores = top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
+            weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
+            if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
                 out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
                 continue
-            _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
-            ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
+            ids = lex_ids
+            if fusion.dense_candidates or lex_ids.size == 0:
+                _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
+                ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
             lexical = lex_vec[self.lexical.rows_of(ids)]
             dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
-            fused = fuse(ids, lexical, dense, fusion, weights[qi])
+            fused = fuse(ids, lexical, dense, fusion, weight)
             out.append(Fused(fused.ids[:n], fused.scores[:n], {k: v[:n] for k, v in fused.components.items()}))
         return out
 
-    def _lexical_vector(self, query: str, doc_weight: float) -> np.ndarray:
+    def _lexical_vector(self, query: str, doc_weight: float) -> tuple[np.ndarray, tuple[float, float]]:
         """Lexical score of every passage row: its BM25 mixed with its document's BM25.
 
-        ``doc_weight`` is the document's share; 0 gives the passage's plain BM25 score.
+        ``doc_weight`` is the document's share; 0 gives the passage's plain BM25 score. Also
+        returns the BM25 scores of the two best documents (what adaptive fusion reads).
         """
         passage = self.lexical.score_all(query).astype(np.float64)
-        if doc_weight <= 0.0:
-            return passage
-        document = self.doc_lexical.score_all(query).astype(np.float64)[self._passage_doc_rows()]
-        p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
-        mixed = np.zeros_like(passage)
-        if p_top > 0:
-            mixed += (1.0 - doc_weight) * passage / p_top
-        if d_top > 0:
-            mixed += doc_weight * document / d_top
-        return mixed
+        by_doc = self.doc_lexical.score_all(query).astype(np.float64)
+        return mix_lexical(passage, by_doc, self._passage_doc_rows(), doc_weight), top_two(by_doc)
 
     def _passage_doc_rows(self) -> np.ndarray:
         """For each passage row of the lexical index, the row of its document in doc_lexical."""
@@ -309,30 +320,57 @@ class Index:
         filters: Filters | None = None,
         per_doc: int | None = DEFAULT_PER_DOC,
         fusion: FusionConfig | None = None,
+        collapse: bool = True,
+        rerank: str | Reranker | None = None,
+        rerank_depth: int = DEFAULT_DEPTH,
     ) -> list[list[SearchResult]]:
         """The ``k`` best passages for each query.
 
         ``mode``: ``hybrid`` (default), ``lexical`` or ``dense``. ``filters`` are applied before
-        ranking. ``per_doc`` caps passages per document (None: no cap).
+        ranking. ``per_doc`` caps passages per document (None: no cap). ``collapse`` shows one
+        document of each duplicate group (the best ranked; the others are listed in its
+        results' ``duplicates``); False keeps every copy. ``rerank``: a CrossEncoder name or
+        path (or a :class:`~ragkit.search.rerank.Reranker`) that re-orders the best
+        ``rerank_depth`` passages; None (default) keeps the ranking.
         """
-        _check_k(k)
+        check_k(k)
         if per_doc is not None and per_doc < 1:
             raise InvalidArgumentError(f"per-doc must be a positive integer, got {per_doc!r}")
+        if isinstance(rerank_depth, bool) or not isinstance(rerank_depth, int) or rerank_depth < 1:
+            raise InvalidArgumentError(f"rerank-depth must be a positive integer, got {rerank_depth!r}")
+        reranker = get_reranker(rerank) if rerank is not None else None
+        want = max(k, rerank_depth) if reranker is not None else k
         allowed = self.allowed(filters)
+        doc_of = self.store.passage_document_rows()
+        groups = self.duplicate_groups() if collapse else None
         results: list[list[SearchResult]] = []
         for query in queries:
-            n = k if per_doc is None else k * 4
+            n = want if per_doc is None else want * 4
             while True:
                 ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
-                picked = _cap_per_doc(ranked, self.store.passage_document_rows(), per_doc, k)
+                if groups:
+                    ranked = collapse_groups(ranked, doc_of, groups[0])
+                picked = cap_per_doc(ranked, doc_of, per_doc, want)
                 exhausted = len(ranked.ids) < n or n >= len(self)
-                if len(picked) >= k or exhausted:
+                if len(picked) >= want or exhausted:
                     break
                 n *= 4
-            results.append(self._results(ranked, picked, mode))
+            found = self._results(ranked, picked, mode, doc_of, groups)
+            results.append(reranked(reranker, query, found, k) if reranker is not None else found[:k])
         return results
 
-    def _results(self, ranked: Fused, picked: list[int], mode: str) -> list[SearchResult]:
+    def duplicate_groups(self) -> tuple[dict[int, int], DuplicateGroups] | None:
+        """(document row -> group, the groups) of the index; None for an index built without them."""
+        entry = self.manifest.get("duplicates")
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
+            return None
+        if self._duplicates is None:
+            groups = read_groups(self._data / entry["file"])
+            self._duplicates = (groups.group_of(), groups)
+        return self._duplicates
+
+    def _results(self, ranked: Fused, picked: list[int], mode: str, doc_of: np.ndarray | None = None,
+                 groups: tuple[dict[int, int], DuplicateGroups] | None = None) -> list[SearchResult]:
         rows = self.store.passages([int(ranked.ids[i]) for i in picked])
         out = []
         for i in picked:
@@ -340,10 +378,15 @@ class Index:
             if p is None:
                 continue
             components = {name: float(v[i]) for name, v in ranked.components.items()}
+            duplicates: list[dict[str, str]] = []
+            if groups and doc_of is not None:
+                g = groups[0].get(int(doc_of[int(ranked.ids[i])]))
+                if g is not None:
+                    duplicates = [{"doc_id": d, "source": src} for _, d, src in groups[1].groups[g] if d != p.doc_id]
             out.append(SearchResult(
                 rank=len(out) + 1, score=float(ranked.scores[i]), doc_id=p.doc_id, title=p.title, date=p.date,
                 source=p.source, start=p.start, end=p.end, text=p.text, url=p.url, mode=mode, scores=components,
-                page=p.page, metadata=p.metadata,
+                page=p.page, metadata=p.metadata, duplicates=duplicates,
             ))
         return out
 
@@ -352,53 +395,3 @@ class Index:
         if self._passage_docs is None:
             self._passage_docs = self.store.passage_docs()
         return self._passage_docs
-
-
-def _cap_per_doc(ranked: Fused, doc_of: np.ndarray, per_doc: int | None, k: int) -> list[int]:
-    """Positions in ``ranked`` of the first ``k`` passages, at most ``per_doc`` per document.
-
-    ``doc_of``: the document row of each passage id.
-    """
-    if per_doc is None:
-        return list(range(min(k, len(ranked.ids))))
-    counts: dict[int, int] = {}
-    picked = []
-    for i, pid in enumerate(ranked.ids.tolist()):
-        doc = int(doc_of[pid]) if 0 <= pid < doc_of.shape[0] else -1
-        if counts.get(doc, 0) < per_doc:
-            counts[doc] = counts.get(doc, 0) + 1
-            picked.append(i)
-            if len(picked) == k:
-                break
-    return picked
-
-
-def _top(ids: np.ndarray, values: np.ndarray, n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (ids, values) with a value above 0, best first, ties by row."""
-    candidates = np.flatnonzero(values > 0) if rows is None else rows[values[rows] > 0]
-    picked = values[candidates]
-    if candidates.size > n:
-        keep = np.argpartition(-picked, n - 1)[:n]
-        candidates, picked = candidates[keep], picked[keep]
-    order = np.lexsort((candidates, -picked))
-    return np.asarray(ids[candidates[order]], dtype=np.int64), picked[order].astype(np.float32)
-
-
-def _from_dense(ids: np.ndarray, scores: np.ndarray) -> Fused:
-    keep = ids >= 0
-    return Fused(ids[keep], scores[keep], {"dense": scores[keep]})
-
-
-def _empty() -> Fused:
-    return Fused(np.zeros(0, np.int64), np.zeros(0, np.float32), {})
-
-
-def _check_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidArgumentError("the query is empty")
-    return query
-
-
-def _check_k(k: int) -> None:
-    if not isinstance(k, int) or k < 1:
-        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")

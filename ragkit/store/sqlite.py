@@ -212,6 +212,7 @@ class Store:
             matched = {r[0] for r in self._conn.execute(f"SELECT DISTINCT d.source FROM documents d WHERE {where}", params)}
             keep &= np.isin(source_codes, [i for i, name in enumerate(sources) if name in matched])
         doc_of = self.passage_document_rows()
+        _check_ids(self.path, "document", rows, 1)
         allowed_rows = np.zeros(int(rows.max(initial=0)) + 1, dtype=bool)
         allowed_rows[rows[keep]] = True
         return np.flatnonzero((doc_of >= 0) & allowed_rows[np.maximum(doc_of, 0)])
@@ -250,6 +251,7 @@ class Store:
         """Document row id of each passage, indexed by passage id (-1 for unused ids); read once."""
         if self._doc_of is None:
             pairs = np.array(self._conn.execute("SELECT id, doc FROM passages").fetchall(), dtype=np.int64).reshape(-1, 2)
+            _check_ids(self.path, "passage", pairs[:, 0], 0)
             out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
             out[pairs[:, 0]] = pairs[:, 1]
             self._doc_of = out
@@ -294,6 +296,15 @@ class Store:
         docs = self._conn.execute("SELECT count(*) FROM documents").fetchone()[0]
         passages = self._conn.execute("SELECT count(*) FROM passages").fetchone()[0]
         return {"documents": int(docs), "passages": int(passages)}
+
+
+def _check_ids(path: Path, what: str, ids: np.ndarray, first: int) -> None:
+    """ragkit numbers rows from ``first`` up without gaps: ids beyond their count are damage, and
+    arrays indexed by id are never sized by a damaged value (an id of 10^12 is 7 TiB)."""
+    if ids.size and (int(ids.min()) < first or int(ids.max()) >= ids.size + first):
+        raise IndexFormatError(f"passage store {path} is damaged: {what} ids run from {int(ids.min())} to "
+                               f"{int(ids.max())} for {ids.size} rows")
+
 
 
 def _document(row: tuple[Any, ...]) -> Document:

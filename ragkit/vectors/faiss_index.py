@@ -319,9 +319,12 @@ class VectorIndex:
         p = Path(path)
         if not p.is_file() or p.stat().st_size < 16:
             raise IndexFormatError(f"vector file {p} is missing or truncated")
+        from ragkit.format.faiss_header import check_counts
+
+        check_counts(p, int(dimension))  # count fields against the file size, before FAISS allocates
         try:
             index = faiss.read_index(str(p))
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
             raise IndexFormatError(f"cannot read vector file {p}: {str(exc).splitlines()[0]}") from exc
         if int(index.d) != int(dimension):
             raise IndexFormatError(f"vector file {p} has dimension {index.d}, manifest says {dimension}")
