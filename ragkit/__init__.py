@@ -32,7 +32,9 @@ from ragkit.errors import (
 if TYPE_CHECKING:
     from ragkit.eval.beir import load_beir
     from ragkit.build.options import BuildOptions, BuildResult
+    from ragkit.build.executor import LocalExecutor
     from ragkit.build.pipeline import build_index, update_index
+    from ragkit.build.ray_executor import RayExecutor
     from ragkit.encoders.embedder import Embedder
     from ragkit.eval.metrics import EvalResult, evaluate
     from ragkit.store.filters import Filters
@@ -55,12 +57,14 @@ __all__ = [
     "IndexNotFoundError",
     "InvalidArgumentError",
     "LoadReport",
+    "LocalExecutor",
     "ModelLoadError",
     "ModelMismatchError",
     "OnnxEncoderError",
     "OnnxExportUnsupported",
     "Passage",
     "RagkitError",
+    "RayExecutor",
     "SearchResult",
     "StorageError",
     "__version__",
@@ -77,6 +81,8 @@ _LAZY = {
     "BuildResult": "build.options",
     "build_index": "build.pipeline",
     "update_index": "build.pipeline",
+    "LocalExecutor": "build.executor",
+    "RayExecutor": "build.ray_executor",
     "Embedder": "encoders.embedder",
     "EvalResult": "eval.metrics",
     "evaluate": "eval.metrics",

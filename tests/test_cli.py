@@ -144,7 +144,7 @@ def test_import_and_help_stay_light():
     code = (
         "import sys, ragkit; from ragkit.cli.app import app; from typer.testing import CliRunner; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'faiss') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'faiss', 'ray') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

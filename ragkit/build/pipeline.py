@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.build import stages
+from ragkit.build.executor import Executor, LocalExecutor
 from ragkit.build.options import BuildOptions, BuildResult, options_of
 from ragkit.build.reuse import Kept, RecordedModel, reused_passages
 from ragkit.documents import Document
@@ -58,13 +59,15 @@ def build_index(
     wait: bool = True,
     on_wait: Callable[[], None] | None = None,
     force: bool = False,
+    executor: Executor | None = None,
 ) -> BuildResult:
     """Build the index folder ``path`` from files/folders or Document objects.
 
     An index already there is replaced by a new generation; passages whose text did not
     change are not embedded again. When the index was built from the same paths, their
     content is unchanged (same hash) and the settings are the same, nothing is written
-    (``BuildResult.unchanged``) unless ``force``.
+    (``BuildResult.unchanged``) unless ``force``. ``executor`` runs the heavy stages (default:
+    this process; :class:`ragkit.build.ray_executor.RayExecutor` runs them on a Ray cluster).
     """
     progress = progress or NoProgress()
     root = Path(path)
@@ -85,7 +88,7 @@ def build_index(
         model = default_model(docs)
     with writer_lock(root, wait, on_wait):
         result = _write(root, docs, embedder or Embedder(model), options, progress,
-                        sources={"paths": source_paths, "fingerprint": fingerprint})
+                        sources={"paths": source_paths, "fingerprint": fingerprint}, executor=executor)
     result.report = report
     return result
 
@@ -125,6 +128,7 @@ def update_index(
     progress: Progress | None = None,
     wait: bool = True,
     on_wait: Callable[[], None] | None = None,
+    executor: Executor | None = None,
 ) -> BuildResult:
     """Upsert documents (same id: replaced) and remove documents by id or source glob.
 
@@ -169,7 +173,8 @@ def update_index(
         options = options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
-        result = _write(root, docs, model, options, progress, sources=sources, kept=kept)  # type: ignore[arg-type]
+        result = _write(root, docs, model, options, progress, sources=sources, kept=kept,  # type: ignore[arg-type]
+                        executor=executor)
     result.report = report
     result.added = len(new_docs)
     result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
@@ -178,21 +183,27 @@ def update_index(
 
 def _write(
     root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
-    sources: dict[str, Any], kept: Kept | None = None,
+    sources: dict[str, Any], kept: Kept | None = None, executor: Executor | None = None,
 ) -> BuildResult:
     """Write ``docs`` as the next generation of ``root`` and commit it (caller holds the lock).
 
     ``kept``: an update's documents unchanged since the current generation, and what to reuse.
+    ``executor``: where chunking, embedding, BM25 counting and the vector index run (default: here).
     """
-    spans, texts, prefixed, chunker_settings = stages.chunk(docs, embedder, options, progress, kept)
+    executor = executor or LocalExecutor()
+    spans, texts, prefixed, chunker_settings = executor.chunk(docs, embedder, options, progress, kept)
     reused = reused_passages(docs, spans, kept) if kept is not None else None
+
+    def encode(batch: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return executor.embed_passages(batch, embedder, progress)
+
     if kept is not None and kept.vectors is not None and reused is not None:  # kept passages keep their exact vectors
         fresh = np.flatnonzero(reused < 0)
         vectors = np.empty((len(texts), kept.vectors.dimension), dtype=np.float32)
         vectors[reused >= 0] = kept.vectors.reconstruct(reused[reused >= 0])
-        vectors[fresh], embedded = stages.embed(root, [texts[i] for i in fresh], embedder, progress)
+        vectors[fresh], embedded = stages.embed(root, [texts[i] for i in fresh], embedder, progress, encode)
     else:
-        vectors, embedded = stages.embed(root, texts, embedder, progress)
+        vectors, embedded = stages.embed(root, texts, embedder, progress, encode)
 
     progress.start("Writing", None)
     generation = next_generation(root)
@@ -214,11 +225,11 @@ def _write(
 
     names["duplicates"] = f"duplicates-{generation:06d}.json"
     duplicates = write_for_build(root / names["duplicates"], docs, doc_rows)
-    lexical, doc_lexical = stages.lexical(docs, texts, doc_rows, kept, reused)
+    lexical, doc_lexical = executor.lexical(docs, texts, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
-    vector_entry = stages.write_vectors(root / names["vectors"], ids, vectors, options, progress, texts, embedder)
+    vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, options, progress, texts, embedder)
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
     recorded: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,13 @@ def passage_cache_tag(embedder: Any) -> str:  # noqa: ANN401
     return str(getattr(embedder, "passage_cache_tag", "") or "")
 
 
-def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) -> tuple[np.ndarray, int]:
-    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded)."""
+def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
+          encode: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded).
+
+    ``encode(texts, progress=...)`` embeds the texts the cache lacks (default: the embedder's
+    ``embed_passages``; an executor's runs them on its workers).
+    """
     cache = EmbeddingCache(root / CACHE_NAME, embedder.name, embedder.dimension, embedder.passage_prompt,
                            passage_cache_tag(embedder))
     try:
@@ -140,7 +145,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress) 
                 vectors[i] = found[k]
         progress.start("Embedding", len(missing))
         if missing:
-            fresh = embedder.embed_passages([texts[i] for i in missing], progress=progress.advance)
+            fresh = (encode or embedder.embed_passages)([texts[i] for i in missing], progress=progress.advance)
             if fresh.shape != (len(missing), embedder.dimension):
                 raise ModelMismatchError.dimensions(embedder.name, fresh.shape[-1], root, embedder.dimension)
             vectors[missing] = fresh
@@ -183,11 +188,15 @@ def _document_text(doc: Document) -> str:
 
 
 def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
-                   progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None) -> dict[str, Any]:
+                  progress: Progress, texts: Sequence[str] = (), embedder: Embedder | None = None,
+                  fill: Callable[[VectorIndex, np.ndarray, np.ndarray, Progress], VectorIndex | None] | None = None,
+                  ) -> dict[str, Any]:
     """Build, tune and save the vector index; returns its manifest entry (type, factory, tuning).
 
     An approximate type is tuned on snippets of the passages embedded as queries (see
     :func:`ragkit.vectors.ann.tune`), or on the passage vectors themselves without texts or model.
+    ``fill(index, ids, vectors, progress)`` may return the trained index with the vectors added
+    elsewhere (an executor's workers, in shards), or None to leave that to this function.
     """
     from ragkit.vectors.ann import factory_for, query_snippets, training_sample, tune
 
@@ -200,9 +209,13 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
         index.train(training_sample(vectors, factory))
     if staged:
         progress.start("Indexing", len(ids))
-    for lo in range(0, len(ids), step):
-        index.add(ids[lo:lo + step], vectors[lo:lo + step])
-        progress.advance(min(step, len(ids) - lo))
+    filled = fill(index, ids, vectors, progress) if fill is not None else None
+    if filled is not None:
+        index = filled
+    else:
+        for lo in range(0, len(ids), step):
+            index.add(ids[lo:lo + step], vectors[lo:lo + step])
+            progress.advance(min(step, len(ids) - lo))
     if not index.exact:
         progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
     query_vectors = None

@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ragkit.cli.engine import EngineOpt, RayAddressOpt, VerboseOpt, WorkersOpt, engine_for
 from ragkit.errors import RagkitError
 
 app = typer.Typer(
@@ -137,17 +138,19 @@ def index(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the corpus and settings are unchanged.")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Build an index from files and folders (replaces what the index held; unchanged passages are not re-embedded)."""
     with _errors():
         from ragkit import BuildOptions, build_index
         from ragkit.paths import default_index_dir
 
-        result = build_index(
-            paths, index_dir or default_index_dir(), model=model,
-            options=BuildOptions(index_type=index_type, recall=recall, max_tokens=max_tokens, overlap_tokens=overlap, title_prefix=title_prefix),
-            progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
-        )
+        options = BuildOptions(index_type=index_type, recall=recall, max_tokens=max_tokens, overlap_tokens=overlap,
+                               title_prefix=title_prefix)
+        with engine_for(engine, ray_address, workers, verbose) as executor:
+            result = build_index(paths, index_dir or default_index_dir(), model=model, options=options,
+                                 progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
+                                 executor=executor)
         _report(result, as_json, "Indexed")
 
 
@@ -155,9 +158,10 @@ def index(
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to add; documents with a known id replace it.", show_default=False)],
     index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Add or update documents in an existing index (only new or changed text is embedded)."""
-    _update(index_dir, no_wait, as_json, quiet, add=paths)
+    _update(index_dir, no_wait, as_json, quiet, (engine, ray_address, workers, verbose), add=paths)
 
 
 @app.command()
@@ -165,12 +169,15 @@ def remove(
     doc_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the documents to remove.", show_default=False)] = None,
     source: Annotated[Optional[str], typer.Option(help="Remove the documents whose source path matches this glob.")] = None,
     index_dir: IndexOpt = None, no_wait: NoWaitOpt = False, as_json: JsonOpt = False, quiet: QuietOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, workers: WorkersOpt = 2, verbose: VerboseOpt = False,
 ) -> None:
     """Remove documents from an index by id or by source glob."""
-    _update(index_dir, no_wait, as_json, quiet, remove=doc_ids or [], remove_source=source)
+    _update(index_dir, no_wait, as_json, quiet, (engine, ray_address, workers, verbose), remove=doc_ids or [],
+            remove_source=source)
 
 
-def _update(index_dir: Path | None, no_wait: bool, as_json: bool, quiet: bool, **changes: object) -> None:
+def _update(index_dir: Path | None, no_wait: bool, as_json: bool, quiet: bool, engine: tuple,
+            **changes: object) -> None:
     """``ragkit add`` and ``ragkit remove``: one update of the index, reported."""
     with _errors():
         from ragkit import update_index
@@ -181,8 +188,9 @@ def _update(index_dir: Path | None, no_wait: bool, as_json: bool, quiet: bool, *
         if "remove" in changes and not changes["remove"] and changes.get("remove_source") is None:
             raise InvalidArgumentError("give document ids or --source GLOB")
         check_glob(changes.get("remove_source"))  # type: ignore[arg-type]
-        result = update_index(index_dir or default_index_dir(), progress=_progress(not quiet), wait=not no_wait,
-                              on_wait=_on_wait, **changes)  # type: ignore[arg-type]
+        with engine_for(*engine) as executor:
+            result = update_index(index_dir or default_index_dir(), progress=_progress(not quiet), wait=not no_wait,
+                                  on_wait=_on_wait, executor=executor, **changes)  # type: ignore[arg-type]
         _report(result, as_json, "Updated")
 
 

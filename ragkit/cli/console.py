@@ -28,6 +28,18 @@ def stderr_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def _rate_column() -> Any:  # noqa: ANN401
+    """Items a second (documents, passages or vectors, with every worker of a cluster counted)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:  # noqa: ANN401
+            return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+    return Rate()
+
+
 class RichProgress:
     """A rich progress bar on stderr that implements :class:`ragkit.progress.Progress`."""
 
@@ -41,7 +53,7 @@ class RichProgress:
         self.finish()
         columns = [SpinnerColumn(), TextColumn("{task.description:<10}")]
         if total is not None:
-            columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+            columns += [BarColumn(), MofNCompleteColumn(), _rate_column(), TimeRemainingColumn()]
         self._progress = Progress(*columns, console=stderr_console(), transient=False)
         self._progress.start()
         self._task = self._progress.add_task(stage, total=total)

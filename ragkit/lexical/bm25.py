@@ -22,6 +22,10 @@ Files written by :meth:`LexicalIndex.save` (all readable with ``allow_pickle=Fal
 Each file is written beside and renamed into place, the manifest ``bm25.json`` last; a load
 checks format version, analyzer, file sizes, dtypes and shapes, so a damaged or half-written
 folder raises :class:`~ragkit.errors.IndexFormatError` rather than returning garbage.
+
+Why this module is long: building, merging block counts (:class:`TermCounts`), updating,
+searching and the file format share the CSC layout and its checks; split apart, each part
+would reach into the others' arrays.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ import numpy as np
 from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSIONS, Analyzer
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
-__all__ = ["LexicalIndex"]
+__all__ = ["LexicalIndex", "TermCounts", "count_terms"]
 
 FORMAT = "ragkit-bm25"
 FORMAT_VERSION = 2
@@ -60,6 +65,45 @@ _OPTIONAL = {"tf"}  # absent from format version 1
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TermCounts:
+    """The term counts of a run of rows, analysed apart (a worker's block) and merged later.
+
+    ``terms``: the distinct terms in order of first appearance; ``cols`` index them. Entries
+    (``cols``, ``rows``, ``tf``) are sorted by (column, row); rows count from 0 within the run.
+    Merged in row order (:meth:`LexicalIndex.from_counts`), blocks give the vocabulary order,
+    and so the index, of one build over all rows.
+    """
+
+    terms: list[str]
+    cols: np.ndarray
+    rows: np.ndarray
+    tf: np.ndarray
+    n_rows: int
+
+
+def count_terms(analyzer: Analyzer, texts: Sequence[str]) -> TermCounts:
+    """The term counts of ``texts`` (rows 0..n-1), as :meth:`LexicalIndex.build` counts them."""
+    vocab: dict[str, int] = {}
+    cols, rows, tf = _count_rows(analyzer.terms_batch(texts), vocab, first_row=0)
+    return TermCounts(list(vocab), cols, rows, tf, len(texts))
+
+
+def _merged(parts: Sequence[TermCounts], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column, row, count) of ``parts`` one after the other, columns from ``vocab`` (grown), unsorted."""
+    cols, rows, tf = [], [], []
+    offset = 0
+    for part in parts:
+        local = np.fromiter((vocab.setdefault(t, len(vocab)) for t in part.terms), dtype=np.int64, count=len(part.terms))
+        cols.append(local[np.asarray(part.cols, dtype=np.int64)])
+        rows.append(np.asarray(part.rows, dtype=np.int64) + offset)
+        tf.append(np.asarray(part.tf, dtype=np.int32))
+        offset += part.n_rows
+    empty = [np.zeros(0, dtype=np.int64)]
+    return (np.concatenate(cols or empty), np.concatenate(rows or empty),
+            np.concatenate(tf or [np.zeros(0, dtype=np.int32)]))
 
 
 class LexicalIndex:
@@ -110,27 +154,46 @@ class LexicalIndex:
         params = {"k1": float(k1), "b": float(b), "method": method}
         return cls(params, _matrix(params, *rows, len(ids_arr), len(vocab)), vocab, ids_arr, analyzer)
 
+    @classmethod
+    def from_counts(
+        cls, ids: np.ndarray, parts: Sequence[TermCounts], analyzer: Analyzer | None = None,
+        k1: float = DEFAULT_K1, b: float = 0.75, method: str = "lucene",
+    ) -> LexicalIndex:
+        """The index :meth:`build` gives for the texts whose counts ``parts`` hold, in order."""
+        ids_arr = _check_ids(ids, sum(p.n_rows for p in parts))
+        if method not in METHODS:
+            raise InvalidArgumentError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
+        vocab: dict[str, int] = {}
+        cols, rows, tf = _merged(parts, vocab)
+        order = np.argsort((cols << 32) | rows, kind="stable")
+        params = {"k1": float(k1), "b": float(b), "method": method}
+        matrix = _matrix(params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
+        return cls(params, matrix, vocab, ids_arr, analyzer if analyzer is not None else Analyzer())
+
     @property
     def has_counts(self) -> bool:
         """Whether the term counts are at hand, so :meth:`updated` need not re-analyse old rows."""
         return self._tf is not None
 
-    def updated(self, ids: np.ndarray, reuse: np.ndarray, texts: Sequence[str]) -> LexicalIndex:
+    def updated(self, ids: np.ndarray, reuse: np.ndarray, texts: Sequence[str] | None = None,
+                counts: Sequence[TermCounts] | None = None) -> LexicalIndex:
         """A new index with the same analyzer and parameters; this one is left unchanged.
 
         Row ``i`` of the new index gets the external id ``ids[i]``; where ``reuse[i] >= 0`` it
         takes over the term counts of this index's row with external id ``reuse[i]`` (its text
         is not analysed again), elsewhere it indexes the next text of ``texts``. Rows of this
         index that no ``reuse`` entry names are dropped. Scores equal those of :meth:`build` on
-        the same texts in the same order (only the order of the vocabulary may differ).
+        the same texts in the same order (only the order of the vocabulary may differ). The new
+        texts may come as their term counts instead (``counts``, analysed elsewhere, in order).
         """
         if self._tf is None:
             raise InvalidArgumentError("this lexical index has no term counts (format version 1): rebuild it")
         reuse = np.asarray(reuse, dtype=np.int64).reshape(-1)
         ids_arr = _check_ids(ids, len(reuse))
         fresh = np.flatnonzero(reuse < 0)
-        if fresh.size != len(texts):
-            raise InvalidArgumentError(f"{fresh.size} new rows for {len(texts)} texts")
+        n_new = sum(p.n_rows for p in counts) if counts is not None else len(texts or ())
+        if fresh.size != n_new:
+            raise InvalidArgumentError(f"{fresh.size} new rows for {n_new} texts")
         reused = np.flatnonzero(reuse >= 0)
         if np.unique(reuse[reused]).size != reused.size:
             raise InvalidArgumentError("an old row can be reused only once")
@@ -143,8 +206,10 @@ class LexicalIndex:
         keep = moved >= 0
         # New rows, analysed; new terms extend the vocabulary.
         vocab = dict(self._vocab)
-        terms = self.analyzer.terms_batch(texts)
-        add_cols, add_rows, add_tf = _count_rows(terms, vocab, first_row=0)
+        if counts is not None:
+            add_cols, add_rows, add_tf = _merged(counts, vocab)
+        else:
+            add_cols, add_rows, add_tf = _count_rows(self.analyzer.terms_batch(texts or ()), vocab, first_row=0)
         cols = np.concatenate([old_cols[keep], add_cols])
         rows = np.concatenate([moved[keep], fresh[add_rows]])
         tf = np.concatenate([np.asarray(self._tf)[keep], add_tf])

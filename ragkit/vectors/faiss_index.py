@@ -136,6 +136,36 @@ class VectorIndex:
             ivf.make_direct_map()  # reconstruct(id), needed by hybrid scoring and filtered search
         self._matrix = self._ids = self._sorted = self._subset = None
 
+    def merge_from(self, other: VectorIndex) -> None:
+        """Move the vectors of ``other`` (same type, same trained quantisers) into this index.
+
+        FAISS merges flat and inverted-list indexes only (HNSW and refine types raise)."""
+        ivf, other_ivf = _ivf(self._inner), _ivf(other._inner)
+        for part in (ivf, other_ivf):  # FAISS merges inverted lists without their direct maps
+            if part is not None and part.direct_map.type != 0:
+                part.set_direct_map_type(0)
+        faiss = faiss_module()
+        before = len(self)
+        try:  # the inner index takes the other's entries as positions before..; the id map follows
+            self._inner.merge_from(other._inner, before if ivf is not None else 0)
+        except RuntimeError as exc:
+            raise InvalidArgumentError(f"FAISS cannot merge {self.factory!r} indexes: {str(exc).splitlines()[0]}") from exc
+        ids = np.concatenate([faiss.vector_to_array(self._index.id_map), faiss.vector_to_array(other._index.id_map)])
+        faiss.copy_array_to_vector(ids.astype(np.int64), self._index.id_map)
+        self._index.ntotal = self._inner.ntotal
+        self._index.construct_rev_map()
+        if ivf is not None:
+            ivf.make_direct_map()
+        self._matrix = self._ids = self._sorted = self._subset = None
+
+    def to_bytes(self) -> np.ndarray:
+        """The whole index as FAISS writes it (uint8), to ship a trained or filled index between processes."""
+        return faiss_module().serialize_index(self._index)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, factory: str) -> VectorIndex:
+        return cls(faiss_module().deserialize_index(np.ascontiguousarray(data, dtype=np.uint8)), factory)
+
     # -- search ----------------------------------------------------------------------------
     def search(
         self,

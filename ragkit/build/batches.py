@@ -1,0 +1,150 @@
+"""The build stages over one batch, as a worker runs them, and the merge of their results.
+
+A worker gets a batch of documents (or of passage texts), rebuilds the encoder from its
+picklable spec (:func:`worker_embedder`), and returns a partial result that the driver merges
+in batch order: passage spans per document, and BM25 term counts (:class:`TermCounts`) of
+the batch's passages and documents; or the vectors of a batch of texts. Merged in order, the
+parts give exactly what the in-process stages give over the whole corpus: chunking is per
+document, and term counts merge into the same vocabulary order, so the BM25 arrays are
+bit-identical. Parts travel as ``.npz`` bytes (no pickle).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ragkit.build import stages
+from ragkit.build.options import BuildOptions
+from ragkit.build.reuse import Kept
+from ragkit.documents import Document
+from ragkit.encoders.embedder import Embedder, EncoderSpec
+from ragkit.encoders.registry import recorded_backend
+from ragkit.lexical.analysis import Analyzer
+from ragkit.lexical.bm25 import LexicalIndex, TermCounts, count_terms
+from ragkit.progress import NoProgress
+
+_DOC_FIELDS = ("id", "text", "title", "date", "source", "url")
+
+
+def encoder_spec(embedder: Any) -> EncoderSpec:  # noqa: ANN401 - Embedder or RecordedModel
+    """What a worker needs to build the same passage encoder (picklable): the model, its passage
+    backend and prompts; never a path on the driver (the index's query encoder is not needed)."""
+    own = getattr(embedder, "spec", None)
+    if callable(own):
+        return replace(own(), query_encoder=None)
+    recorded = embedder.describe()
+    return EncoderSpec(str(recorded["name"]), recorded_backend(recorded), recorded.get("query_prompt") or "",
+                       recorded.get("passage_prompt") or "")
+
+
+def worker_embedder(spec: EncoderSpec) -> Embedder:
+    """The encoder of ``spec``, built in a worker process (the one place workers make one)."""
+    return spec.build()
+
+
+@dataclass
+class ChunkPart:
+    """What chunking one batch of documents gives: spans, title prefixes, settings, term counts."""
+
+    spans: list[list[tuple[int, int]]]
+    prefixed: list[bool]
+    settings: dict[str, Any]
+    passages: TermCounts  # of the batch's passage texts, in order
+    documents: TermCounts  # of the batch's document texts (the document-level BM25)
+
+
+def chunk_batch(docs: list[Document], embedder: Embedder, options: BuildOptions) -> ChunkPart:
+    spans, texts, prefixed, settings = stages.chunk(docs, embedder, options, NoProgress())
+    analyzer = Analyzer()
+    return ChunkPart(spans, prefixed, settings, count_terms(analyzer, texts),
+                     count_terms(analyzer, [stages._document_text(d) for d in docs]))
+
+
+def embed_batch(texts: list[str], embedder: Embedder) -> np.ndarray:
+    return embedder.embed_passages(texts)
+
+
+# ------------------------------------------------------------------------------- transport
+
+def pack_documents(docs: list[Document]) -> bytes:
+    return json.dumps([[getattr(d, f) for f in _DOC_FIELDS] for d in docs], ensure_ascii=False).encode("utf-8")
+
+
+def unpack_documents(data: bytes) -> list[Document]:
+    return [Document(*row) for row in json.loads(bytes(data).decode("utf-8"))]
+
+
+def _json_array(value: Any) -> np.ndarray:  # noqa: ANN401
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+
+
+def pack_part(part: ChunkPart) -> bytes:
+    arrays: dict[str, np.ndarray] = {
+        "span_counts": np.asarray([len(s) for s in part.spans], dtype=np.int64),
+        "spans": np.asarray([p for s in part.spans for p in s], dtype=np.int64).reshape(-1, 2),
+        "prefixed": np.asarray(part.prefixed, dtype=bool),
+        "settings": _json_array(part.settings),
+    }
+    for key, counts in (("p", part.passages), ("d", part.documents)):
+        arrays.update({f"{key}_terms": _json_array(counts.terms), f"{key}_cols": counts.cols,
+                       f"{key}_rows": counts.rows, f"{key}_tf": counts.tf,
+                       f"{key}_n": np.asarray([counts.n_rows], dtype=np.int64)})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def unpack_part(data: bytes) -> ChunkPart:
+    with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    bounds = np.concatenate(([0], np.cumsum(a["span_counts"])))
+    pairs = [tuple(map(int, p)) for p in a["spans"].tolist()]
+    spans = [pairs[bounds[i]:bounds[i + 1]] for i in range(len(a["span_counts"]))]
+
+    def counts(key: str) -> TermCounts:
+        return TermCounts(json.loads(a[f"{key}_terms"].tobytes()), a[f"{key}_cols"], a[f"{key}_rows"],
+                          a[f"{key}_tf"], int(a[f"{key}_n"][0]))
+
+    return ChunkPart(spans, [bool(x) for x in a["prefixed"]], json.loads(a["settings"].tobytes()),
+                     counts("p"), counts("d"))
+
+
+# ---------------------------------------------------------------------------------- merges
+
+def chunked_kept(docs: list[Document], parts: list[ChunkPart], kept: Kept | None) -> Kept:
+    """``kept`` (or nothing) plus the documents chunked by workers, as stored documents.
+
+    :func:`ragkit.build.stages.chunk` given this takes every span from it, so it assembles the
+    passages exactly as over the whole corpus and never loads the tokenizer.
+    """
+    from ragkit.store.sqlite import StoredDocument
+
+    stored = dict(kept.documents) if kept is not None else {}
+    chunked = [d for d in docs if d.id not in stored]
+    flat = [(s, p) for part in parts for s, p in zip(part.spans, part.prefixed)]
+    for doc, (spans, prefixed) in zip(chunked, flat):
+        stored[doc.id] = StoredDocument(-1, prefixed, [(-1, s, e) for s, e in spans])
+    settings = kept.chunker if kept is not None and kept.chunker else (parts[0].settings if parts else {})
+    return Kept(stored, None, None, settings, None)  # type: ignore[arg-type]  # only documents and chunker are read
+
+
+def merged_lexical(docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+                   reused: np.ndarray | None, parts: list[ChunkPart]) -> tuple[LexicalIndex, LexicalIndex]:
+    """The BM25 indexes from the workers' term counts, equal to :func:`ragkit.build.stages.lexical`'s."""
+    ids = np.arange(len(texts), dtype=np.int64)
+    doc_ids = np.asarray(doc_rows, dtype=np.int64)
+    if kept is None:
+        return (LexicalIndex.from_counts(ids, [p.passages for p in parts]),
+                LexicalIndex.from_counts(doc_ids, [p.documents for p in parts]))
+    same_analysis = kept.lexical.analyzer.config() == kept.doc_lexical.analyzer.config() == Analyzer().config()
+    if reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts and same_analysis):
+        return stages.lexical(docs, texts, doc_rows, kept, reused)
+    reuse_docs = [kept.documents[d.id].row if d.id in kept.documents else -1 for d in docs]
+    return (kept.lexical.updated(ids, reused, counts=[p.passages for p in parts]),
+            kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64),
+                                     counts=[p.documents for p in parts]))

@@ -1,0 +1,386 @@
+"""The build on a Ray cluster (Ray Data): ``build_index(..., executor=RayExecutor(...))``.
+
+Chunking (with BM25 term counting) and embedding run in ``map_batches`` over a stateful pool
+of ``workers`` actors, each holding one encoder rebuilt from the picklable encoder spec
+(:func:`ragkit.build.batches.worker_embedder`). Work goes out in numbered units (a batch of
+documents, or of passage texts) and comes back as partial results that the driver puts in
+unit order and merges (:mod:`ragkit.build.batches`): passage ids follow the corpus order,
+never the order workers finish in, and the merged BM25 is bit-identical to a local build.
+
+The driver keeps the embedding cache (only texts it lacks go to the workers) and trains the
+FAISS quantisers on one sample; Ray tasks add shards of the vectors to copies of the trained
+index and the driver merges them in order (flat and IVF types; FAISS cannot merge HNSW or
+refine types, which the driver builds itself), tunes the result and commits the generation
+as any build.
+
+Resources: each actor asks for at most one CPU, and the pool together for at most the
+cluster's CPUs less half a CPU (:meth:`RayExecutor.cpus_per_worker`), so Ray Data's own tasks
+always find one: on a 2-CPU instance, two actors of one CPU each starved them and the run hung. Ray's logs and progress
+bars stay off unless ``verbose``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragkit.build import batches, stages
+from ragkit.build.options import BuildOptions
+from ragkit.build.reuse import Kept
+from ragkit.documents import Document
+from ragkit.encoders.embedder import Embedder, EncoderSpec
+from ragkit.errors import InvalidArgumentError, RagkitError
+from ragkit.lexical.bm25 import LexicalIndex
+from ragkit.progress import NoProgress, Progress
+from ragkit.vectors.faiss_index import VectorIndex
+
+_RETRIES = 3  # restarts of a dead actor, and retries of the unit it was running
+_POOL_START_S = 600  # an actor pool that cannot start in this time fails the build
+
+
+class RayBuildError(RagkitError):
+    """The Ray cluster could not finish a build stage (the current index is untouched)."""
+
+
+def _ray() -> Any:  # noqa: ANN401 - the module
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InvalidArgumentError("the ray engine needs Ray: pip install 'ragkit[ray]'") from None
+    return ray
+
+
+def _quiet_worker() -> None:
+    """Keep a worker's libraries from printing (transformers, tokenizers)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _threads(cpus: float) -> None:
+    """Run the encoder on as many threads as the actor has CPUs (at least one)."""
+    n = max(1, int(cpus))
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+class _ChunkActor:
+    """A Ray Data actor: cuts passages and counts BM25 terms of batches of documents."""
+
+    def __init__(self, spec: EncoderSpec, options: BuildOptions, cpus: float) -> None:
+        _quiet_worker()
+        _threads(cpus)
+        self.embedder = batches.worker_embedder(spec)
+        self.options = options
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = [batches.pack_part(batches.chunk_batch(batches.unpack_documents(u), self.embedder, self.options))
+               for u in batch["unit"]]
+        return _output(batch, out)
+
+
+class _EmbedActor:
+    """A Ray Data actor: embeds batches of passage texts."""
+
+    def __init__(self, spec: EncoderSpec, cpus: float) -> None:
+        _quiet_worker()
+        _threads(cpus)
+        self.embedder = batches.worker_embedder(spec)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for unit in batch["unit"]:
+            texts = json.loads(bytes(unit).decode("utf-8"))
+            out.append(np.ascontiguousarray(batches.embed_batch(texts, self.embedder), dtype=np.float32).tobytes())
+        return _output(batch, out)
+
+
+def _output(batch: dict[str, np.ndarray], results: list[bytes]) -> dict[str, np.ndarray]:
+    """An actor's output rows: unit number, result bytes, the node that made them and the
+    actor's peak resident memory (KiB)."""
+    import resource
+
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seq": batch["seq"], "result": np.array(results, dtype=object),
+            "node": np.array([node] * len(results), dtype=object), "rss_kib": np.full(len(results), rss, np.int64)}
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> None:
+    """``ray.init`` without Ray's noise unless ``verbose``: no driver logs, no dashboard, errors only."""
+    ray = _ray()
+    if not verbose:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core's C++ log lines on stderr
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = {"num_cpus": num_cpus} if address is None and num_cpus is not None else {}
+    try:
+        with _stderr_muted(not verbose):  # the core's one line saying it took the log level
+            ray.init(address=address, log_to_driver=verbose, include_dashboard=False,
+                     logging_level=logging.INFO if verbose else logging.ERROR, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayBuildError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {first}") from exc
+
+
+@contextmanager
+def _stderr_muted(mute: bool) -> Iterator[None]:
+    """File descriptor 2 to /dev/null meanwhile (C++ code writes there, not to ``sys.stderr``)."""
+    if not mute:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_ray_data(verbose: bool = False) -> None:
+    """Ray Data's progress bars and execution banners only when ``verbose``; each actor pool
+    starts whole before work goes out (else the first actor up takes every unit of a small
+    stage), and a pool the cluster cannot place fails after 10 minutes instead of waiting."""
+    ctx = _ray().data.DataContext.get_current()
+    ctx.wait_for_min_actors_s = _POOL_START_S
+    ctx.enable_progress_bars = verbose
+    ctx.enable_operator_progress_bars = verbose
+    ctx.print_on_execution_start = verbose
+    ctx.verbose_stats_logs = False
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+class RayExecutor:
+    """Runs a build's chunking, BM25 counting and embedding on Ray (see the module doc).
+
+    ``address``: None starts a local Ray instance (or uses the one this process already
+    started), ``"auto"`` or ``"ray://host:port"`` joins a running cluster. ``workers``: actors
+    in each stage's pool. ``cpus_per_worker`` / ``gpus_per_worker``: what each actor asks for
+    (default: see :meth:`cpus_per_worker`; no GPU). A work unit holds ``documents_per_unit``
+    documents or ``texts_per_unit`` texts; vector shards hold at least ``shard_vectors``.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int = 2, *, cpus_per_worker: float | None = None,
+                 gpus_per_worker: float = 0.0, documents_per_unit: int = 64, texts_per_unit: int = 256,
+                 shard_vectors: int = 100_000, verbose: bool = False) -> None:
+        if workers < 1:
+            raise InvalidArgumentError(f"--workers must be at least 1, got {workers}")
+        if cpus_per_worker is not None and cpus_per_worker <= 0:
+            raise InvalidArgumentError("CPUs per worker must be > 0")
+        self.address = address
+        self.workers = int(workers)
+        self._cpus = cpus_per_worker
+        self.gpus_per_worker = float(gpus_per_worker)
+        self.documents_per_unit = int(documents_per_unit)
+        self.texts_per_unit = int(texts_per_unit)
+        self.shard_vectors = max(1, int(shard_vectors))
+        self.verbose = verbose
+        self._started = False
+        self._ready = False
+        self._parts: list[batches.ChunkPart] = []  # the last chunk call's parts, for lexical()
+        self.nodes: dict[str, dict[str, int]] = {}  # stage -> node id -> work units it ran
+        self.worker_peak_rss_kib: dict[str, int] = {}  # stage -> the largest actor's peak RSS
+
+    # -- cluster ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect to (or start) Ray and silence it; done on first use."""
+        if self._ready:
+            return
+        ray = _ray()
+        if not ray.is_initialized():
+            start_ray(self.address, verbose=self.verbose)
+            self._started = True
+        quiet_ray_data(self.verbose)
+        self._ready = True
+
+    def close(self) -> None:
+        """Shut down the Ray instance this executor started (one it joined stays)."""
+        if self._started:
+            _ray().shutdown()
+            self._started = False
+        self._ready = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cpus_per_worker(self) -> float:
+        """CPUs each actor asks for: at most one, and the pool leaves half a CPU free.
+
+        With one actor of one CPU per CPU, Ray Data's own tasks (splitting, moving blocks)
+        could not be scheduled and the run hung; half a CPU spare is enough for them.
+        """
+        if self._cpus is not None:
+            return self._cpus
+        total = float(_ray().cluster_resources().get("CPU", 1.0))
+        return round(max(0.05, min(1.0, (total - 0.5) / self.workers)), 2)
+
+    # -- the stages -----------------------------------------------------------------------
+    def _map(self, stage: str, actor: type, units: list[bytes], constructor: dict[str, Any],
+             advance: Callable[[int, bytes], None]) -> list[bytes]:
+        """Results of ``actor`` over ``units`` (a Ray Data actor pool), in unit order."""
+        if not units:
+            return []
+        self.start()
+        ray = _ray()
+        cpus = self.cpus_per_worker()
+        remote: dict[str, Any] = {"max_restarts": _RETRIES, "max_task_retries": _RETRIES}
+        ds = ray.data.from_items([{"seq": i, "unit": u} for i, u in enumerate(units)],
+                                 override_num_blocks=min(len(units), 4 * self.workers))
+        with warnings.catch_warnings():  # bounded retries have no named parameter yet (Ray 2.60)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(actor, fn_constructor_kwargs={**constructor, "cpus": cpus}, batch_size=1,
+                                batch_format="numpy", concurrency=self.workers, num_cpus=cpus,
+                                num_gpus=self.gpus_per_worker or None, **remote)
+        results: dict[int, bytes] = {}
+        nodes = self.nodes.setdefault(stage, {})
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for seq, result, node in zip(batch["seq"].tolist(), batch["result"], batch["node"]):
+                    results[int(seq)] = bytes(result)
+                    nodes[str(node)] = nodes.get(str(node), 0) + 1
+                    advance(int(seq), results[int(seq)])
+                self.worker_peak_rss_kib[stage] = max(self.worker_peak_rss_kib.get(stage, 0),
+                                                      int(batch["rss_kib"].max()))
+        except RagkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
+            raise _clear_error(exc) from exc
+        if len(results) != len(units):
+            raise RayBuildError(f"the Ray cluster returned {len(results)} of {len(units)} work units")
+        return [results[i] for i in range(len(units))]
+
+    def chunk(self, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
+              kept: Kept | None) -> stages.Chunked:
+        """Cut the passages of the documents ``kept`` lacks on the workers, then assemble all."""
+        todo = [d for d in docs if kept is None or d.id not in kept.documents]
+        step = self.documents_per_unit
+        units = [batches.pack_documents(todo[lo:lo + step]) for lo in range(0, len(todo), step)]
+        progress.start("Chunking", len(todo))
+        spec = batches.encoder_spec(embedder)
+        packed = self._map("chunk", _ChunkActor, units, {"spec": spec, "options": options},
+                           lambda seq, _: progress.advance(min(step, len(todo) - seq * step)))
+        progress.finish()
+        self._parts = [batches.unpack_part(p) for p in packed]
+        return stages.chunk(docs, embedder, options, NoProgress(), batches.chunked_kept(docs, self._parts, kept))
+
+    def embed_passages(self, texts: Sequence[str], embedder: Embedder,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+        step = self.texts_per_unit
+        units = [json.dumps(list(texts[lo:lo + step]), ensure_ascii=False).encode("utf-8")
+                 for lo in range(0, len(texts), step)]
+        spec = batches.encoder_spec(embedder)
+        dimension = int(embedder.dimension)
+
+        def advance(seq: int, _: bytes) -> None:
+            if progress is not None:
+                progress(min(step, len(texts) - seq * step))
+
+        packed = self._map("embed", _EmbedActor, units, {"spec": spec}, advance)
+        if not packed:
+            return np.zeros((0, dimension), dtype=np.float32)
+        return np.concatenate([np.frombuffer(p, dtype=np.float32).reshape(-1, dimension) for p in packed])
+
+    def lexical(self, docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+                reused: np.ndarray | None) -> tuple[LexicalIndex, LexicalIndex]:
+        """BM25 merged from the workers' term counts (of the last :meth:`chunk` call)."""
+        return batches.merged_lexical(docs, texts, doc_rows, kept, reused, self._parts)
+
+    def write_vectors(self, path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
+                      progress: Progress, texts: Sequence[str], embedder: Embedder) -> dict[str, Any]:
+        """The vector index: trained on the driver, filled in shards on the workers (:meth:`fill`),
+        tuned after the merge, saved by the driver."""
+        return stages.write_vectors(path, ids, vectors, options, progress, texts, embedder, fill=self.fill)
+
+    def fill(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, progress: Progress) -> VectorIndex | None:
+        """The trained ``index`` with the vectors added in shards on the workers, merged in id order.
+
+        Only flat and inverted-list types merge (FAISS has no ``merge_from`` for HNSW or refine
+        types), and only collections of at least two shards are worth shipping: otherwise
+        None, and the driver adds the vectors itself.
+        """
+        mergeable = index.exact or (index.nlist is not None and "k_factor" not in index.tunable)
+        shards = min(4 * self.workers, len(ids) // self.shard_vectors)
+        if not mergeable or shards < 2:
+            return None
+        self.start()
+        ray = _ray()
+        empty_bytes = index.to_bytes()
+        empty = ray.put(empty_bytes)
+        merged = VectorIndex.from_bytes(empty_bytes, index.factory)  # the shards' own types, as FAISS reads them
+        task = ray.remote(_add_shard).options(num_cpus=self.cpus_per_worker(), max_retries=_RETRIES)
+        bounds = np.linspace(0, len(ids), shards + 1).astype(np.int64)
+        refs = [task.remote(empty, index.factory, ids[a:b], vectors[a:b]) for a, b in zip(bounds, bounds[1:])]
+        nodes = self.nodes.setdefault("vectors", {})
+        try:
+            for ref, a, b in zip(refs, bounds, bounds[1:]):  # in shard order: the ids stay in build order
+                data, node = ray.get(ref)
+                merged.merge_from(VectorIndex.from_bytes(data, index.factory))
+                nodes[node] = nodes.get(node, 0) + 1
+                progress.advance(int(b - a))
+        except RagkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
+            raise _clear_error(exc) from exc
+        return merged
+
+
+def _add_shard(empty: np.ndarray, factory: str, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, str]:
+    """A Ray task: the trained, empty index with one shard of vectors added."""
+    import ray
+
+    shard = VectorIndex.from_bytes(empty, factory)
+    shard.add(ids, vectors)
+    return shard.to_bytes(), ray.get_runtime_context().get_node_id()
+
+
+def _clear_error(exc: BaseException) -> RagkitError:
+    """One clear error for a failure inside Ray: a ragkit error a worker raised, or Ray's own."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RagkitError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
+    import re
+
+    import ragkit.errors as errors
+
+    # A worker's exception often reaches the driver only as text (Ray's remote traceback).
+    for name, message in re.findall(r"ragkit\.errors\.(\w+): (.+)", str(exc)):
+        kind = getattr(errors, name, None)
+        if isinstance(kind, type) and issubclass(kind, RagkitError):
+            return kind(message.split("Traceback (most recent call last)")[0].strip())
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    plain = re.sub("\x1b\\[[0-9;]*m", "", first)  # Ray colours its task names
+    return RayBuildError(f"the Ray build failed: {type(exc).__name__}: {plain[:300]}")
