@@ -1,4 +1,9 @@
-"""An index opened for search: manifest + FAISS vectors + SQLite passages (+ the query embedder)."""
+"""An index opened for search: manifest + FAISS vectors + SQLite passages (+ the query embedder).
+
+Why this module is long: :class:`Index` is one object users hold (open with its checks and
+pinned files, the lazily loaded parts, verify, the search pipeline); its pure ranking helpers
+already live in :mod:`ragkit.search.ranking`.
+"""
 
 from __future__ import annotations
 
