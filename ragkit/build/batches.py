@@ -38,8 +38,8 @@ def encoder_spec(embedder: Any) -> EncoderSpec:  # noqa: ANN401 - Embedder or Re
     if callable(own):
         return replace(own(), query_encoder=None)
     recorded = embedder.describe()
-    return EncoderSpec(str(recorded["name"]), recorded_backend(recorded), recorded.get("query_prompt") or "",
-                       recorded.get("passage_prompt") or "")
+    return EncoderSpec(model=str(recorded["name"]), backend=recorded_backend(recorded),
+                       query_prompt=recorded.get("query_prompt") or "", passage_prompt=recorded.get("passage_prompt") or "")
 
 
 def worker_embedder(spec: EncoderSpec) -> Embedder:

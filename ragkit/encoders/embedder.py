@@ -44,17 +44,17 @@ __all__ = ["BACKEND_ENV", "DEFAULT_MODEL", "PASSAGE_BACKENDS", "Embedder", "Enco
            "resolve_model", "same_model"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncoderSpec:
     """Everything needed to rebuild an :class:`Embedder` in another process (picklable)."""
 
     model: str
-    backend: str = "torch"
-    query_prompt: str | None = None
-    passage_prompt: str | None = None
-    query_encoder: str | None = None
+    backend: str = "torch"  # the passage backend: torch or onnx-int8
     device: str = "cpu"
     batch_size: int = 32
+    query_prompt: str | None = None  # None: the model's own
+    passage_prompt: str | None = None
+    query_encoder: str | None = None  # an exported ONNX query encoder folder, if any
 
     def build(self) -> Embedder:
         return Embedder(self.model, query_prompt=self.query_prompt, passage_prompt=self.passage_prompt,
@@ -197,8 +197,9 @@ class Embedder:
         return {"name": "torch", "precision": "float32"}
 
     def spec(self) -> EncoderSpec:
-        return EncoderSpec(self.name, self.passage_backend, self._query_prompt, self._passage_prompt,
-                           str(self._query_folder) if self._query_folder else None, self.device, self.batch_size)
+        return EncoderSpec(model=self.name, backend=self.passage_backend, device=self.device, batch_size=self.batch_size,
+                           query_prompt=self._query_prompt, passage_prompt=self._passage_prompt,
+                           query_encoder=str(self._query_folder) if self._query_folder else None)
 
     # -- embedding -------------------------------------------------------------------------
     def embed(self, texts: Sequence[str], prompt: str = "", progress: ProgressFn | None = None) -> np.ndarray:
