@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import statistics
+import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -51,3 +54,20 @@ def update_readme_table(marker: str, table: str) -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{table.rstrip()}\n{end}{tail}", encoding="utf-8")
+
+
+def timed_run(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall time of one whole process (offline); a failure ends the benchmark with its stderr."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", **(env or {})}
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
+    return elapsed
+
+
+def time_summary(times: list[float]) -> dict:
+    """Median, minimum and every run, in seconds."""
+    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+            "runs": [round(t, 3) for t in times]}

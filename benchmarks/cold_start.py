@@ -16,34 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import RESULTS, environment, update_readme_table  # noqa: E402
+from _env import RESULTS, environment, time_summary, timed_run, update_readme_table  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TARGETS = {"import ragkit": 0.15, "ragkit --help": 0.3, "search (English query)": 0.5, "search (Russian query)": 0.5}
-
-
-def _run(cmd: list[str], tree: Path | None) -> float:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
-    return elapsed
-
-
-def _summary(times: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "runs": len(times)}
 
 
 def timed(cmd: list[str], runs: int, trees: tuple[Path | None, ...] = (None,)) -> list[dict[str, float]]:
@@ -51,10 +32,10 @@ def timed(cmd: list[str], runs: int, trees: tuple[Path | None, ...] = (None,)) -
     times: list[list[float]] = [[] for _ in trees]
     for i in range(runs + 1):
         for slot, tree in enumerate(trees):
-            elapsed = _run(cmd, tree)
+            elapsed = timed_run(cmd, {"PYTHONPATH": str(tree)} if tree is not None else None)
             if i:
                 times[slot].append(elapsed)
-    return [_summary(t) for t in times]
+    return [time_summary(t) for t in times]
 
 
 def main() -> None:

@@ -28,8 +28,6 @@ import gzip
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,30 +35,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import DATA, RESULTS, environment, update_readme_table  # noqa: E402
+from _env import DATA, RESULTS, environment, time_summary, timed_run, update_readme_table  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CORPUS = "news-ru/ng-articles.jsonl.gz"
 QUERIES = ["технопарки Москвы", "нефть цены", "выборы президента", "футбол чемпионат", "налоги малый бизнес"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def run(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    elapsed = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
-    return elapsed
-
-
-def summary(times: list[float]) -> dict:
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-            "runs": [round(t, 3) for t in times]}
 
 
 def changes(corpus: Path, share: float, folder: Path) -> tuple[Path, list[str], int]:
@@ -119,7 +102,7 @@ def main() -> None:
         changed, removed, n_docs = changes(args.corpus, args.share, work)
         n_changed = len(changed.read_text(encoding="utf-8").splitlines())
         template = work / "template"
-        run([ragkit, "index", str(args.corpus), "--index", str(template), "-q"])  # also warms the page cache
+        timed_run([ragkit, "index", str(args.corpus), "--index", str(template), "-q"])  # also warms the page cache
         manifest = json.loads((template / "manifest.json").read_text())
 
         def copy(name: str) -> Path:
@@ -131,21 +114,21 @@ def main() -> None:
         # -- whole process: full rebuild, add, remove (interleaved, so load changes hit all alike)
         whole: dict[str, list[float]] = {"full": [], "add": [], "remove": [], "unchanged": []}
         for _ in range(args.runs):
-            whole["unchanged"].append(run([ragkit, "index", str(args.corpus), "--index", str(template), "-q"]))
+            whole["unchanged"].append(timed_run([ragkit, "index", str(args.corpus), "--index", str(template), "-q"]))
             fresh = work / "fresh"
             shutil.rmtree(fresh, ignore_errors=True)
-            whole["full"].append(run([ragkit, "index", str(args.corpus), "--index", str(fresh), "--force", "-q"]))
+            whole["full"].append(timed_run([ragkit, "index", str(args.corpus), "--index", str(fresh), "--force", "-q"]))
             target = copy("update")
-            whole["add"].append(run([ragkit, "add", str(changed), "--index", str(target), "-q"]))
-            whole["remove"].append(run([ragkit, "remove", *removed, "--index", str(target), "-q"]))
+            whole["add"].append(timed_run([ragkit, "add", str(changed), "--index", str(target), "-q"]))
+            whole["remove"].append(timed_run([ragkit, "remove", *removed, "--index", str(target), "-q"]))
         loads.append(load())
         # -- fixed start-up cost of a process: interpreter + imports, and the model load
-        startup = [run([sys.executable, "-c", "import ragkit.cli.app, ragkit.build.pipeline, ragkit.search.index, faiss, tokenizers"])
+        startup = [timed_run([sys.executable, "-c", "import ragkit.cli.app, ragkit.build.pipeline, ragkit.search.index, faiss, tokenizers"])
                    for _ in range(args.runs)]
-        model_load = [run([sys.executable, "-c", f"from ragkit.encoders.embedder import Embedder; "
+        model_load = [timed_run([sys.executable, "-c", f"from ragkit.encoders.embedder import Embedder; "
                                                   f"Embedder({manifest['model']['name']!r}).model"])
                       for _ in range(args.runs)]
-        python = [run([sys.executable, "-c", "pass"]) for _ in range(args.runs)]
+        python = [timed_run([sys.executable, "-c", "pass"]) for _ in range(args.runs)]
 
         # -- in this process
         from ragkit import build_index, update_index
@@ -172,10 +155,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     results = {
-        "whole_process": {k: summary(v) for k, v in whole.items()},
-        "in_process": {k: summary(v) for k, v in inproc.items()},
-        "fixed_cost": {"python -c pass": summary(python), "interpreter + imports": summary(startup),
-                       "interpreter + model load": summary(model_load)},
+        "whole_process": {k: time_summary(v) for k, v in whole.items()},
+        "in_process": {k: time_summary(v) for k, v in inproc.items()},
+        "fixed_cost": {"python -c pass": time_summary(python), "interpreter + imports": time_summary(startup),
+                       "interpreter + model load": time_summary(model_load)},
     }
     for scope in ("whole_process", "in_process"):
         r = results[scope]
