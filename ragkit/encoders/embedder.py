@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.encoders.base import Encoder, ProgressFn, embed
+from ragkit.format.pinning import PinnedFolder, as_folder
 from ragkit.encoders.registry import (
     BACKEND_ENV,
     DEFAULT_MODEL,
@@ -74,7 +75,7 @@ class Embedder:
         batch_size: int = 32,
         device: str = "cpu",
         backend: str | None = None,
-        query_encoder: str | os.PathLike[str] | None = None,
+        query_encoder: str | os.PathLike[str] | PinnedFolder | None = None,
     ) -> None:
         self.name, self._load_path = resolve_model(model)
         self._query_prompt = query_prompt
@@ -82,7 +83,7 @@ class Embedder:
         self.batch_size = batch_size
         self.device = device
         self.passage_backend = choose_backend(backend, self.name, device)
-        self._query_folder = Path(query_encoder) if query_encoder is not None else None
+        self._query_folder = as_folder(query_encoder) if query_encoder is not None else None
         self._own: Encoder | None = None
         self._query: Encoder | None = None
         self._passage: Encoder | None = None

@@ -20,6 +20,7 @@ import numpy as np
 from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 from ragkit.format.checksums import sha256_file
 from ragkit.format.manifest import read_versioned_json
+from ragkit.format.pinning import PinnedFolder, as_folder
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -112,7 +113,7 @@ class OnnxEncoder:
         cores, two one-thread sessions on alternate batches embed 1.1-1.2x more than one
         two-thread session, which waits on its slower thread at every operator.
         """
-        root = Path(folder)
+        root = as_folder(folder)
         config = read_config(root)
         _check_files(root, config, verify)
         return cls._open(root, config, threads=threads, throughput=throughput, sessions=sessions)
@@ -137,7 +138,8 @@ class OnnxEncoder:
             options.add_session_config_entry("session.disable_prepacking", "1")
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            session, *more = (ort.InferenceSession(str(root / MODEL_NAME), options, providers=["CPUExecutionProvider"])
+            model, weights = _in_memory(root, options) if isinstance(root, PinnedFolder) else (str(root / MODEL_NAME), None)
+            session, *more = (ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
                               for _ in range(max(1, int(sessions))))
             tokenizer = tokenizers.Tokenizer.from_file(str(root / TOKENIZER_NAME))
         except Exception as exc:  # onnxruntime and tokenizers raise their own untyped errors
@@ -150,7 +152,9 @@ class OnnxEncoder:
             padding.get("direction", "right"), int(padding.get("pad_id", 0)), str(padding.get("pad_token", "[PAD]")),
             int(padding.get("pad_type_id", 0)),
         )
-        return cls(root, config, session, tokenizer, more)
+        encoder = cls(root, config, session, tokenizer, more)
+        encoder._weights = weights  # None, or the in-memory weights the sessions read
+        return encoder
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -239,9 +243,9 @@ def _pool(tokens: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str]) 
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
 
-def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+def read_config(folder: str | os.PathLike[str] | PinnedFolder) -> dict[str, Any]:
     """Read and check ``onnx_encoder.json``; OnnxEncoderError for anything wrong."""
-    root = Path(folder)
+    root = as_folder(folder)
     path = root / CONFIG_NAME
     if not path.is_file():
         raise OnnxEncoderError(f"no ONNX encoder in {root} ({CONFIG_NAME} is missing)")
@@ -256,7 +260,17 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def _check_files(root: Path, config: dict[str, Any], verify: bool) -> None:
+def _in_memory(root: PinnedFolder, options: Any) -> tuple[bytes, np.ndarray]:  # noqa: ANN401
+    """The graph's bytes and its weights, handed to ``options`` in memory: a reader's pinned
+    encoder is read from its descriptors (onnxruntime resolves links before it reads external
+    weights, and a writer may have deleted the files by now). The sessions use the weights'
+    buffer without copying it: keep it alive as long as they live."""
+    weights = np.fromfile(root / DATA_NAME, dtype=np.uint8)
+    options.add_external_initializers_from_files_in_memory([DATA_NAME], [weights], [weights.size])
+    return (root / MODEL_NAME).read_bytes(), weights
+
+
+def _check_files(root: Path | PinnedFolder, config: dict[str, Any], verify: bool) -> None:
     files = config.get("files")
     if not isinstance(files, dict) or not {MODEL_NAME, DATA_NAME, TOKENIZER_NAME} <= set(files):
         raise OnnxEncoderError(f"{root}/{CONFIG_NAME} does not list the encoder's files")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import IndexFormatError
-from ragkit.format.inside import check_name, is_pinned_folder, no_link_on_the_way, open_inside
+from ragkit.format.inside import check_name, no_link_on_the_way, open_inside
+from ragkit.format.pinning import PinnedFolder
 
 HEAD_BYTES = 1 << 16
 
@@ -53,17 +54,17 @@ def record(root: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check(root: Path, files: Mapping[str, Mapping[str, Any]], full: bool = False) -> None:
+def check(root: Path | PinnedFolder, files: Mapping[str, Mapping[str, Any]], full: bool = False) -> None:
     """Raise IndexFormatError for the first missing, resized, altered, linked or foreign file.
 
     ``files`` are the manifest's checksums (names already checked by the schema; checked
     again here for callers that bypass it). A size is compared before a byte is hashed.
     """
-    pinned = is_pinned_folder(root)  # a reader's links to its open descriptors: read through them
+    pinned = isinstance(root, PinnedFolder)  # a reader's open descriptors: read through them
     for rel, expected in files.items():
         check_name(rel, f"index {root}: file")
         try:
-            fd = open_inside(root, rel)
+            fd = root.open(rel) if isinstance(root, PinnedFolder) else open_inside(root, rel)
         except FileNotFoundError:
             raise IndexFormatError(f"index {root} is damaged: {rel} is missing") from None
         with os.fdopen(fd, "rb") as fh:

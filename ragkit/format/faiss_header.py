@@ -7,13 +7,19 @@ array ends the file, around its index; so the wrapper's vector count, the id arr
 and (for the exact ``Flat`` types) the stored vector array's length are read here from the
 header and tail and must add up to the file's size. Approximate types (HNSW graphs, IVF lists)
 have further arrays inside that are not parsed here; their counts must still match the
-wrapper's, and the wrapper's count is bounded by the file's size.
+wrapper's, and the wrapper's count is bounded by the file's size. Their inner arrays are
+bounded by :func:`bounded_memory` instead: FAISS reads with its own per-array limit lowered to
+the file's size, so a crafted inner count fails before it allocates (a 687 KB HNSW file whose
+neighbour-offset count says 3*10^8 cost 2.3 GB of RSS before FAISS noticed the missing bytes).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ragkit.errors import IndexFormatError
@@ -66,3 +72,33 @@ def _header(read_at, offset: int, path: Path) -> tuple[int, int, int]:  # noqa: 
     if not 0 < d <= 1 << 16:
         raise IndexFormatError(f"vector file {path} is damaged: dimension {d}")
     return d, ntotal, end
+
+
+_READ_LOCK = threading.Lock()  # FAISS's limits are process-wide: one bounded read at a time
+
+
+@contextmanager
+def bounded_memory(file_size: int) -> Iterator[None]:
+    """While FAISS reads a ``file_size``-byte file, no array it reads may claim more bytes than that.
+
+    FAISS's own deserialization limits (``set_deserialization_vector_byte_limit``, default 1 TiB,
+    and the loop limit) are lowered to the file's size: a crafted count fails before FAISS
+    allocates more than the file could hold, so a read costs at most about twice the file's
+    size. The limits are process-wide, so bounded reads take turns; they are restored after.
+    """
+    from ragkit.vectors.exact import faiss_module
+
+    faiss = faiss_module()
+    if not hasattr(faiss, "set_deserialization_vector_byte_limit"):
+        yield
+        return
+    bound = max(int(file_size), 1 << 16)
+    with _READ_LOCK:
+        vectors, loops = faiss.get_deserialization_vector_byte_limit(), faiss.get_deserialization_loop_limit()
+        faiss.set_deserialization_vector_byte_limit(bound)
+        faiss.set_deserialization_loop_limit(bound)
+        try:
+            yield
+        finally:
+            faiss.set_deserialization_vector_byte_limit(vectors)
+            faiss.set_deserialization_loop_limit(loops)

@@ -21,6 +21,16 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+def _descriptor_folder() -> str | None:
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            return folder
+    return None
+
+
+DESCRIPTORS = _descriptor_folder()  # where a reader's pinned files are read (ragkit.format.pinning)
+
+
 def bad_name(name: object, depth: int = MAX_DEPTH) -> str | None:
     """Why ``name`` is not a safe relative name inside a folder (None: it is).
 
@@ -73,10 +83,10 @@ def no_link_on_the_way(root: Path, rel: str) -> Path:
 def open_inside(root: Path, rel: str) -> int:
     """A read-only descriptor of the regular file ``root/rel``; no link followed on the way.
 
-    The one exception: inside a reader's pinned folder (:mod:`ragkit.format.pinning`) every
-    file is a link to a descriptor the reader opened this way, and is read through it.
+    The one exception: ``root`` is this process's descriptor folder, where a reader reads the
+    files it pinned (:mod:`ragkit.format.pinning`) after opening them this way.
     """
-    if _in_pinned_folder(root):
+    if DESCRIPTORS is not None and str(root) == DESCRIPTORS:
         return os.open(root / rel, os.O_RDONLY | _CLOEXEC)
     path = no_link_on_the_way(root, rel)
     try:
@@ -91,22 +101,6 @@ def open_inside(root: Path, rel: str) -> int:
         os.close(fd)
         raise IndexFormatError(f"index {root} is damaged: {rel} is not a regular file")
     return fd
-
-
-_PINNED: set[str] = set()  # link folders of live readers (ragkit.format.pinning)
-
-
-def mark_pinned(folder: str, live: bool) -> None:
-    """Record (or forget) a reader's link folder: its links to open descriptors are meant."""
-    (_PINNED.add if live else _PINNED.discard)(folder)
-
-
-def is_pinned_folder(path: Path) -> bool:
-    return str(path) in _PINNED
-
-
-def _in_pinned_folder(root: Path) -> bool:
-    return bool(_PINNED) and any(is_pinned_folder(p) for p in (root, *root.parents))
 
 
 def read_inside(root: Path, rel: str, limit: int) -> bytes:

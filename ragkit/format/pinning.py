@@ -1,78 +1,113 @@
 """Pinning a generation's files, so a reader outlives the writers that replace them.
 
-A writer deletes generations older than the previous one, so a reader that opens parts lazily
+A writer deletes generations older than the previous one, so a reader that opened parts lazily
 would lose its files after two updates. :class:`PinnedFiles` opens every file of the reader's
-generation at once (on POSIX an open file outlives its unlink) and offers a private folder of
-links to the open descriptors (``/proc/self/fd/N``), laid out like the index folder: loaders
-read from that folder as from the index itself, and always see the generation the reader
-opened. Where the platform has no descriptor folder, the index folder is read directly.
+generation at once (on POSIX an open file outlives its unlink), and :class:`PinnedFolder` lays
+the open descriptors out like the index folder: ``folder / name`` is ``/proc/self/fd/N`` for a
+file and a sub-folder view for a folder, so loaders read from it as from the index itself and
+always see the generation the reader opened. Nothing is written anywhere: no link folder, no
+copy. Where the platform has no descriptor folder, the index folder is read directly.
 
-Files are opened with ``O_NOFOLLOW``: a data file that is a symbolic link is refused, so a
+Files are opened with ``O_NOFOLLOW`` and no linked folder on the way
+(:func:`ragkit.format.inside.open_inside`): a data file that is a symbolic link is refused, so a
 reader never follows a link out of the index folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import tempfile
+import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Union
 
 from ragkit.errors import IndexFormatError
-from ragkit.format.inside import mark_pinned, open_inside
+from ragkit.format.inside import DESCRIPTORS as _DESCRIPTORS
+from ragkit.format.inside import open_inside
 
 
-def _descriptor_folder() -> str | None:
-    for folder in ("/proc/self/fd", "/dev/fd"):
-        if os.path.isdir(folder):
-            return folder
-    return None
 
 
-def _release(fds: list[int], folder: str | None) -> None:
+def _release(fds: list[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)
         except OSError:
             pass
-    if folder is not None:
-        mark_pinned(folder, live=False)
-        _remove_tree(folder)
 
 
-def _remove_tree(folder: str) -> None:
-    """Remove a folder this module made (links and copies only; never follows a link)."""
-    for parent, dirs, files in os.walk(folder, topdown=False):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(parent, name))
-        with contextlib.suppress(OSError):
-            os.rmdir(parent)
+class PinnedFolder:
+    """A read-only view of a reader's pinned files, laid out like the index folder.
+
+    ``view / "store.sqlite"`` is the path of that file's open descriptor; ``view / "lexical-000002"``
+    is the view of that folder. A name the generation does not list is an IndexFormatError: a
+    reader never reads a file its manifest does not name. ``str(view)`` is the real folder, for
+    messages.
+    """
+
+    def __init__(self, root: Path, descriptors: Mapping[str, int], prefix: str = "") -> None:
+        self.root = root
+        self._fds = descriptors
+        self._prefix = prefix
+
+    @property
+    def name(self) -> str:
+        return Path(self._prefix.rstrip("/")).name or self.root.name
+
+    def __truediv__(self, name: str) -> Union[Path, PinnedFolder]:
+        full = self._prefix + str(name)
+        fd = self._fds.get(full)
+        if fd is not None:
+            return Path(f"{_DESCRIPTORS}/{fd}")
+        if any(n.startswith(full + "/") for n in self._fds):
+            return PinnedFolder(self.root, self._fds, full + "/")
+        raise IndexFormatError(f"index {self.root} is damaged: {full} is not a file of its generation")
+
+    def open(self, name: str) -> int:
+        """A new read-only descriptor of the pinned file ``name`` (its own file offset)."""
+        return os.open(self / name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def real_name(self, path: str | os.PathLike[str]) -> str:
+        """The index path a descriptor path stands for (for messages)."""
+        return _describe(self.root, self._fds, str(path))
+
+    def __str__(self) -> str:
+        return str(self.root / self._prefix) if self._prefix else str(self.root)
+
+    def __repr__(self) -> str:
+        return f"PinnedFolder({str(self)!r})"
+
+
+def _describe(root: Path, fds: Mapping[str, int], text: str) -> str:
+    if _DESCRIPTORS is None:
+        return text
+    names = {str(fd): name for name, fd in fds.items()}
+    return re.sub(re.escape(_DESCRIPTORS) + r"/(\d+)",
+                  lambda m: str(root / names[m.group(1)]) if m.group(1) in names else m.group(0), text)
+
+
+def as_folder(folder: str | os.PathLike[str] | PinnedFolder) -> Path | PinnedFolder:
+    """``folder`` as something to join names to: a pinned view as it is, anything else as a Path."""
+    return folder if isinstance(folder, PinnedFolder) else Path(folder)
 
 
 class PinnedFiles:
-    """Open file descriptors for ``names`` (paths relative to ``root``) and a folder to read them from."""
+    """Open file descriptors for ``names`` (paths relative to ``root``) and a :class:`PinnedFolder` of them."""
 
     def __init__(self, root: Path, names: Iterable[str]) -> None:
         self.root = root
         fds: list[int] = []
         self._names: dict[str, int] = {}
-        descriptors = _descriptor_folder()
-        links = tempfile.mkdtemp(prefix="ragkit-reader-") if descriptors else None
-        self._finalizer = weakref.finalize(self, _release, fds, links)
+        self._finalizer = weakref.finalize(self, _release, fds)
+        name = ""
         try:
             for name in names:
                 if os.path.isabs(name) or ".." in Path(name).parts:
                     raise IndexFormatError(f"index {root} names a file outside its folder: {name!r}")
                 fds.append(open_inside(root, name))  # O_NOFOLLOW, and no linked folder on the way
                 self._names[name] = fds[-1]
-                if links is not None:
-                    link = Path(links, name)
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(f"{descriptors}/{fds[-1]}", link)
         except OSError as exc:
             self.close()
             if exc.errno == errno.ELOOP:
@@ -80,30 +115,20 @@ class PinnedFiles:
             if exc.errno == errno.ENOENT:
                 raise IndexFormatError(f"index {root} is damaged: {name} is missing") from None
             raise IndexFormatError(f"cannot open {name} of index {root}: {exc.strerror}") from None
-        self.folder = Path(links) if links is not None else root
-        if links is not None:
-            mark_pinned(links, live=True)
+        self.folder: Path | PinnedFolder = PinnedFolder(root, self._names) if _DESCRIPTORS else root
 
-    def materialize(self, folder: str) -> Path:
-        """Copy the pinned files under ``folder`` into a private folder of real files.
+    def same_file(self, name: str, path: Path) -> bool:
+        """Whether ``path`` is (still) the very file pinned as ``name``."""
+        try:
+            a, b = os.fstat(self._names[name]), os.stat(path, follow_symlinks=False)
+        except (KeyError, OSError):
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
-        For libraries that resolve links before reading (onnxruntime checks where a model's
-        external weights really lie): once a writer has deleted the index's own copy, the
-        links of :attr:`folder` resolve to nothing, while the descriptors still read.
-        """
-        target = Path(tempfile.mkdtemp(prefix="ragkit-reader-copy-"))
-        weakref.finalize(self, _remove_tree, str(target))
-        prefix = folder.rstrip("/") + "/"
-        for name, fd in self._names.items():
-            if name.startswith(prefix):
-                out = target / name[len(prefix):]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with open(out, "wb") as dst:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    while block := os.read(fd, 1 << 20):
-                        dst.write(block)
-        return target
+    def describe(self, text: str) -> str:
+        """``text`` with descriptor paths replaced by the index paths they stand for."""
+        return _describe(self.root, self._names, text)
 
     def close(self) -> None:
-        """Close the descriptors and remove the link folder (also done when the object is collected)."""
+        """Close the descriptors (also done when the object is collected)."""
         self._finalizer()

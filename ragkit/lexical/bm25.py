@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ragkit.format.pinning import PinnedFolder, as_folder
 from ragkit.lexical.analysis import ANALYZER_NAME, ANALYZER_VERSIONS, Analyzer
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 
@@ -375,9 +376,9 @@ class LexicalIndex:
         return written
 
     @classmethod
-    def load(cls, folder: str | Path, mmap: bool = False) -> LexicalIndex:
+    def load(cls, folder: str | Path | PinnedFolder, mmap: bool = False) -> LexicalIndex:
         """Open an index written by :meth:`save`; ``mmap`` maps the arrays instead of reading them."""
-        root = Path(folder)
+        root = as_folder(folder)
         manifest = _read_manifest(root)
         sizes = manifest["files"]
         wanted = {name: spec for name, spec in ARRAYS.items()

@@ -8,7 +8,8 @@ already live in :mod:`ragkit.search.ranking`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from ragkit.documents import SearchResult
 from ragkit.encoders.embedder import Embedder
 from ragkit.encoders.registry import same_model
-from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError
+from ragkit.errors import IndexFormatError, InvalidArgumentError, ModelMismatchError, RagkitError
 from ragkit.format.checksums import check
 from ragkit.ingest.dedup import DuplicateGroups, read_groups
 from ragkit.search.rerank import DEFAULT_DEPTH, Reranker, get_reranker
@@ -89,9 +90,30 @@ class Index:
         files = manifest["files"]
         index._pinned = PinnedFiles(root, files)
         index._data = index._pinned.folder
-        check(index._data, files)
-        index._store = Store.open(index._data / manifest["store"]["file"])  # SQLite holds its file from here
+        with index._reading():
+            check(index._data, files)
+        index._store = index._open_store()
         return index
+
+    def _open_store(self) -> Store:
+        """The store, opened by its name (SQLite resolves descriptor links, so it cannot read
+        through one) and checked to be the very file pinned: SQLite holds it open from here."""
+        name = self.manifest["store"]["file"]
+        store = Store.open(self.path / name)
+        if self._pinned is not None and not self._pinned.same_file(name, self.path / name):
+            store.close()
+            raise IndexFormatError(f"index {self.path} changed while it was opened: open it again")
+        return store
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Errors raised while reading pinned files name the index's files, not descriptors."""
+        try:
+            yield
+        except RagkitError as exc:
+            if self._pinned is not None and exc.args and isinstance(exc.args[0], str):
+                exc.args = (self._pinned.describe(exc.args[0]), *exc.args[1:])
+            raise
 
     @property
     def generation(self) -> int:
@@ -124,7 +146,8 @@ class Index:
 
     def verify(self) -> dict[str, Any]:
         """Check every file's full checksum and that FAISS, SQLite and BM25 agree; raise on damage."""
-        check(self._data, self.manifest["files"], full=True)
+        with self._reading():
+            check(self._data, self.manifest["files"], full=True)
         counts = self.manifest["counts"]
         found = {
             "vectors": len(self.vectors),
@@ -162,28 +185,19 @@ class Index:
                 self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
                                           passage_prompt=m.get("passage_prompt"))
                 return self._embedder
-            from ragkit.errors import OnnxEncoderError
-
-            def load(folder: Path) -> Embedder:
+            with self._reading():  # a pinned encoder is read into memory from its descriptors
                 embedder = Embedder(m["name"], query_prompt=m.get("query_prompt", ""),
-                                    passage_prompt=m.get("passage_prompt", ""), query_encoder=folder)
+                                    passage_prompt=m.get("passage_prompt", ""), query_encoder=self._data / encoder["dir"])
                 embedder.query_encoder()
-                return embedder
-
-            try:
-                self._embedder = load(self._data / encoder["dir"])
-            except OnnxEncoderError:
-                if self._pinned is None:
-                    raise
-                # A writer deleted this generation's encoder: load the pinned copy.
-                self._embedder = load(self._pinned.materialize(encoder["dir"]))
+            self._embedder = embedder
         return self._embedder
 
     @cached_property
     def vectors(self) -> VectorIndex:
         v = self.manifest["vectors"]
-        return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
-                                params=v.get("search"))
+        with self._reading():
+            return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
+                                    params=v.get("search"))
 
     @cached_property
     def lexical(self) -> LexicalIndex:
@@ -195,7 +209,8 @@ class Index:
 
     def _load_lexical(self, key: str, low: int, high: int) -> LexicalIndex:
         """A BM25 index of this generation whose ids are passage ids (or document rows) in ``low..high``."""
-        lexical = LexicalIndex.load(self._data / self.manifest["lexical"][key])
+        with self._reading():
+            lexical = LexicalIndex.load(self._data / self.manifest["lexical"][key])
         ids = lexical.ids
         if ids.size and (int(ids.min()) < low or int(ids.max()) > high):
             raise IndexFormatError(f"index {self.path} is damaged: {self.manifest['lexical'][key]} has ids outside {low}..{high}")
@@ -204,7 +219,7 @@ class Index:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self._data / self.manifest["store"]["file"])
+            self._store = self._open_store()
         return self._store
 
     def close(self) -> None:
@@ -378,7 +393,8 @@ class Index:
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
             return None
         if self._duplicates is None:
-            groups = read_groups(self._data / entry["file"])
+            with self._reading():
+                groups = read_groups(self._data / entry["file"])
             self._duplicates = (groups.group_of(), groups)
         return self._duplicates
 

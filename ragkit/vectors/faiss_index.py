@@ -319,13 +319,18 @@ class VectorIndex:
         p = Path(path)
         if not p.is_file() or p.stat().st_size < 16:
             raise IndexFormatError(f"vector file {p} is missing or truncated")
-        from ragkit.format.faiss_header import check_counts
+        from ragkit.format.faiss_header import bounded_memory, check_counts
 
         check_counts(p, int(dimension))  # count fields against the file size, before FAISS allocates
         try:
-            index = faiss.read_index(str(p))
+            with bounded_memory(p.stat().st_size):  # inner arrays (HNSW, IVF) no larger than the file justifies
+                index = faiss.read_index(str(p))
         except (RuntimeError, MemoryError) as exc:
-            raise IndexFormatError(f"cannot read vector file {p}: {str(exc).splitlines()[0]}") from exc
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, MemoryError) or "deserialization" in first or "bad_alloc" in first:
+                raise IndexFormatError(f"vector file {p} is damaged: it claims an array larger than its "
+                                       f"{p.stat().st_size} bytes can hold") from exc
+            raise IndexFormatError(f"cannot read vector file {p}: {first}") from exc
         if int(index.d) != int(dimension):
             raise IndexFormatError(f"vector file {p} has dimension {index.d}, manifest says {dimension}")
         if not hasattr(index, "id_map"):
