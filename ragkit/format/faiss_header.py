@@ -29,8 +29,9 @@ _ID_MAPS = (b"IxM2", b"IxMp")
 _FLATS = (b"IxFI", b"IxF2", b"IxFl")
 
 
-def check_counts(path: Path, dimension: int) -> int:
-    """The vector count of a ragkit FAISS file after checking its count fields; IndexFormatError if they lie."""
+def check_counts(path: Path, dimension: int) -> tuple[int, bool]:
+    """(vector count, whether the index is an exact Flat one) of a ragkit FAISS file, after
+    checking its count fields; IndexFormatError if they lie."""
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
 
@@ -63,7 +64,7 @@ def check_counts(path: Path, dimension: int) -> int:
             if floats != ntotal * d or inner_end + 8 + 4 * floats != ids_at:
                 raise IndexFormatError(f"vector file {path} is damaged: its vector array does not match "
                                        f"{ntotal} vectors of dimension {d} in {size} bytes")
-    return ntotal
+    return ntotal, inner in _FLATS
 
 
 def _header(read_at, offset: int, path: Path) -> tuple[int, int, int]:  # noqa: ANN001

@@ -24,6 +24,8 @@ Analysed forms are cached per surface token, so a corpus pays for each distinct 
 
 from __future__ import annotations
 
+import functools
+
 import re
 import threading
 import unicodedata
@@ -196,6 +198,7 @@ class Analyzer:
         return self._stemmers
 
 
+@functools.cache  # one analyzer per process: loading its dictionaries takes ~0.2 s
 def _pymorphy_lemmas() -> Any:
     try:
         import pymorphy3

@@ -210,7 +210,7 @@ class Index:
     def _load_lexical(self, key: str, low: int, high: int) -> LexicalIndex:
         """A BM25 index of this generation whose ids are passage ids (or document rows) in ``low..high``."""
         with self._reading():
-            lexical = LexicalIndex.load(self._data / self.manifest["lexical"][key])
+            lexical = LexicalIndex.load(self._data / self.manifest["lexical"][key], mmap=True)
         ids = lexical.ids
         if ids.size and (int(ids.min()) < low or int(ids.max()) > high):
             raise IndexFormatError(f"index {self.path} is damaged: {self.manifest['lexical'][key]} has ids outside {low}..{high}")

@@ -55,9 +55,16 @@ CREATE TABLE passages (
     "end" INTEGER NOT NULL
 );
 CREATE INDEX passages_doc ON passages(doc);
+CREATE TABLE arrays (  -- whole-column arrays a search needs, stored once so no search scans a table
+    name TEXT PRIMARY KEY,
+    dtype TEXT NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE INDEX documents_date ON documents(date);
 CREATE INDEX documents_source ON documents(source);
 """
+
+_DOC_OF = "passage_document_rows"
 
 _PASSAGE_SELECT = """
 SELECT p.id, d.doc_id, d.title, d.date, d.source, d.url, p.start, p."end",
@@ -165,8 +172,11 @@ class Store:
         return rows
 
     def add_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
-        """Insert (passage id, document row id, start, end) rows."""
+        """Insert (passage id, document row id, start, end) rows, and the passage -> document array."""
         self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
+        doc_of = self._scan_document_rows()
+        self._conn.execute("INSERT OR REPLACE INTO arrays (name, dtype, data) VALUES (?, ?, ?)",
+                           (_DOC_OF, "<i4", doc_of.astype("<i4").tobytes()))
 
     def commit(self) -> None:
         self._conn.commit()
@@ -248,14 +258,43 @@ class Store:
         return self._columns
 
     def passage_document_rows(self) -> np.ndarray:
-        """Document row id of each passage, indexed by passage id (-1 for unused ids); read once."""
+        """Document row id of each passage, indexed by passage id (-1 for unused ids); read once.
+
+        Read from the array the writer stored (one blob: 4 MB at 1M passages, where scanning
+        the passages table took 0.13 s per 100k), checked against the tables' largest ids;
+        stores written before it existed are scanned.
+        """
         if self._doc_of is None:
-            pairs = np.array(self._conn.execute("SELECT id, doc FROM passages").fetchall(), dtype=np.int64).reshape(-1, 2)
-            _check_ids(self.path, "passage", pairs[:, 0], 0)
-            out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
-            out[pairs[:, 0]] = pairs[:, 1]
-            self._doc_of = out
+            self._doc_of = self._stored_document_rows()
+            if self._doc_of is None:
+                self._doc_of = self._scan_document_rows()
         return self._doc_of
+
+    def _scan_document_rows(self) -> np.ndarray:
+        pairs = np.array(self._conn.execute("SELECT id, doc FROM passages").fetchall(), dtype=np.int64).reshape(-1, 2)
+        _check_ids(self.path, "passage", pairs[:, 0], 0)
+        out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
+        out[pairs[:, 0]] = pairs[:, 1]
+        return out
+
+    def _stored_document_rows(self) -> np.ndarray | None:
+        try:
+            row = self._conn.execute("SELECT dtype, data FROM arrays WHERE name = ?", (_DOC_OF,)).fetchone()
+        except sqlite3.OperationalError:  # no arrays table: a store written before it existed
+            return None
+        if row is None:
+            return None
+        top_passage, top_doc = self._conn.execute(
+            "SELECT (SELECT COALESCE(MAX(id), -1) FROM passages), (SELECT COALESCE(MAX(id), 0) FROM documents)").fetchone()
+        data = row[1]
+        if row[0] != "<i4" or not isinstance(data, bytes) or len(data) != 4 * (int(top_passage) + 1):
+            raise IndexFormatError(f"passage store {self.path} is damaged: its passage -> document array "
+                                   f"does not match {int(top_passage) + 1} passage ids")
+        out = np.frombuffer(data, dtype="<i4")
+        if out.size and (int(out.min()) < -1 or int(out.max()) > int(top_doc)):
+            raise IndexFormatError(f"passage store {self.path} is damaged: its passage -> document array "
+                                   f"names documents outside 1..{int(top_doc)}")
+        return out.astype(np.int64)
 
     def document_passages(self) -> dict[str, StoredDocument]:
         """Every document's row id, title-prefix flag and passages, by document id."""
