@@ -31,11 +31,21 @@ TESTS = Path(__file__).resolve().parent
 
 SERVER = r"""
 import json, os, random, shutil, signal, sys
-work, tests = sys.argv[1], sys.argv[2]
+work, tests, index_type = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, tests)
 from conftest import FakeHashEmbedder
-from ragkit import Document, Index, build_index
+from ragkit import Document, Index
+from ragkit import build_index as _build
+from ragkit.build.options import BuildOptions
 from ragkit.build.pipeline import update_index
+import ragkit.build.refill
+
+def build_index(docs, root, embedder):
+    return _build(docs, root, embedder=embedder, options=BuildOptions(index_type=index_type))
+
+if index_type != "flat":  # every update refills the trained index in place (build/refill.py)
+    ragkit.build.refill.RETRAIN_SHARE = 1.0
+OPERATIONS = ("index", "add", "remove") if index_type == "flat" else ("add", "remove")  # a build is a build
 
 rng = random.Random(18)
 WORDS = [f"w{i}" for i in range(600)]
@@ -77,13 +87,15 @@ base = os.path.join(work, "A")
 build_index(A, base, embedder=emb)
 build_index(A, base, embedder=emb)  # two generations, as any index that has been updated
 old = state(base)
-new = {}
-for name in ("index", "add", "remove"):
+new, refilled = {}, {}
+for name in OPERATIONS:
     ref = os.path.join(work, f"ref-{name}")
     shutil.copytree(base, ref)
     op(name, ref)
     new[name] = state(ref)
     assert new[name] != old, name
+    with open(os.path.join(ref, "manifest.json")) as fh:
+        refilled[name] = json.load(fh)["vectors"].get("retrain", {}).get("refilled")
 
 EVENTS = ("fsync", "replace", "rename", "unlink", "remove", "rmdir")
 
@@ -117,8 +129,8 @@ def fork_writer(name, root, nth):
     _, status = os.waitpid(pid, 0)
     return status, int(out) if out else None
 
-report = {"events": {}, "kills": 0, "failures": [], "reader1": [], "reader2": [], "left": {}}
-for name in ("index", "add", "remove"):
+report = {"events": {}, "kills": 0, "failures": [], "reader1": [], "reader2": [], "left": {}, "refilled": refilled}
+for name in OPERATIONS:
     root = os.path.join(work, "count")
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(base, root)
@@ -168,24 +180,27 @@ print(json.dumps(report))
 """
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
+@pytest.fixture(scope="module", params=["flat", "ivf-sq8"])
+def report(tmp_path_factory, request):
+    """One run per index type: exact, and IVF-SQ8 refilled in place at every update."""
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
     work = tmp_path_factory.mktemp("kill-injection")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", SERVER, str(work), str(TESTS)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", SERVER, str(work), str(TESTS), request.param], capture_output=True, text=True,
                          env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"\nkill injection: {data['kills']} SIGKILLs (events per operation {data['events']}), "
+    print(f"\nkill injection ({request.param}): {data['kills']} SIGKILLs (events per operation {data['events']}), "
           f"states left {data['left']}")
     return data
 
 
 def test_every_kill_leaves_the_old_or_the_new_state(report):
     assert report["kills"] == sum(report["events"].values()) and report["kills"] > 30
+    if "index" not in report["events"]:  # the IVF run: its updates took the in-place path
+        assert report["refilled"] == {"add": True, "remove": True}, report["refilled"]
     assert not report["failures"], report["failures"][:10]
     assert report["left"].get("old") and report["left"].get("new")  # kills landed on both sides of the commit
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from ragkit.build import stages
 from ragkit.build.executor import Executor, LocalExecutor
 from ragkit.build.options import BuildOptions, BuildResult, options_of
+from ragkit.build.refill import Current, drift, fresh_entry, kept_entry, refill
 from ragkit.build.reuse import Kept, RecordedModel, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
@@ -167,7 +169,8 @@ def update_index(
                              if encoder is not None and k.startswith(encoder["dir"] + "/")}
             kept = Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
                          manifest.get("chunker") or {}, encoder, encoder_files,
-                         current.vectors if current.vectors.exact else None)
+                         current.vectors if current.vectors.exact else None,
+                         Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"])))
             model = RecordedModel(manifest["model"], given=embedder,
                                   query_encoder=root / encoder["dir"] if encoder is not None else None)
         options = options_of(manifest)
@@ -229,7 +232,18 @@ def _write(
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
-    vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, options, progress, texts, embedder)
+    vector_entry = None
+    current = kept.current if kept is not None and reused is not None else None
+    if current is not None:
+        changed = int(np.count_nonzero(reused < 0)) + current.passages - int(np.count_nonzero(reused >= 0))
+        vector_entry = refill(root / names["vectors"], ids, vectors, current, changed, progress)
+    if vector_entry is None:
+        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
+        vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
+        vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, vector_options, progress, texts,
+                                              embedder)
+        vector_entry["index_type"] = options.index_type
+        vector_entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
     recorded: dict[str, Any] = {}

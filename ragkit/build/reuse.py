@@ -21,6 +21,7 @@ from ragkit.encoders.registry import cache_tag, recorded_backend
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.store.sqlite import StoredDocument
 from ragkit.vectors.faiss_index import VectorIndex
+from ragkit.build.refill import Current
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Kept:
     query_encoder: dict[str, str] | None  # the current ONNX query encoder, reused as it is
     encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
     vectors: VectorIndex | None = None  # the current exact vectors (None: take them from the cache)
+    current: Current | None = None  # the current vector index and its entry (refilled while little changed)
 
 
 class RecordedModel:

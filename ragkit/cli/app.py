@@ -332,8 +332,13 @@ def _vectors_line(v: dict) -> str:
     params = ", ".join(f"{k} {val:g}" for k, val in (v.get("search") or {}).items())
     met = "" if t.get("reached") else f", target {t['target']:g} NOT reached"
     kind = "snippet" if t.get("query_kind") == "snippets" else "sample"
-    return (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} {kind} queries, "
+    line = (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} {kind} queries, "
             f"{t['held_out_recall@10']:.3f} on {t['queries']} held-out (target {t['target']:g}{met})")
+    r = v.get("retrain") or {}
+    if r.get("passages"):
+        line += (f"; trained and tuned at {r['passages']:,} passages, {r.get('changed', 0):,} changed since "
+                 f"(retrained past {100 * float(r.get('share', 0.1)):g} %)")
+    return line
 
 
 @app.command("eval")

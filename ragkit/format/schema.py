@@ -208,6 +208,9 @@ def _parse(data: dict[str, Any]) -> Manifest:
         _number(tuning, "vectors.tuning.", key, 0.0, 1.0, required=bool(tuning.get("queries")))
     _int(tuning, "vectors.tuning.", "queries", 0, MAX_COUNT, required=False)
     _text(tuning, "vectors.tuning.", "query_kind", required=False, limit=64)
+    retrain = _at(v, "vectors.", "retrain", dict, required=False) or {}
+    for key in ("passages", "changed"):
+        _int(retrain, "vectors.retrain.", key, 0, MAX_COUNT, required=False)
     if v.get("dimension") is not None and _int(v, "vectors.", "dimension", 1, MAX_DIMENSION) != model.dimension:
         raise _Bad("vectors.dimension", f"({v['dimension']}) differs from model.dimension ({model.dimension})")
     factory = _text(v, "vectors.", "factory", limit=256)

@@ -77,6 +77,15 @@ class VectorIndex:
             raise InvalidArgumentError(f"FAISS factory string {factory!r} cannot hold passage ids")
         return cls(index, factory)
 
+    def emptied(self) -> VectorIndex:
+        """A copy of this index, trained as it is (quantiser, codebooks, parameters), holding no vectors."""
+        faiss = faiss_module()
+        # a serialised round trip, not clone_index: a memory-mapped index's clone still views the
+        # mapped file, and FAISS aborts the process when reset() resizes a viewed array
+        copy = faiss.deserialize_index(faiss.serialize_index(self._index))
+        copy.reset()
+        return VectorIndex(copy, self.factory, self.params)
+
     # -- facts -----------------------------------------------------------------------------
     @property
     def dimension(self) -> int:
