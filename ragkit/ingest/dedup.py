@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ragkit.errors import IndexFormatError, RagkitError
 
 __all__ = ["DuplicateGroups", "find_duplicates", "normalised", "read_groups", "write_groups"]
@@ -98,13 +100,36 @@ def _near_pairs(words: list[list[str]], uf: _UnionFind, threshold: float) -> Non
     reps = [i for i, w in enumerate(words) if len(w) >= MIN_WORDS and uf.find(i) == i]
     shingles = {i: _shingles(words[i]) for i in reps}
     hashes = MinHash.bulk([[s.encode("utf-8") for s in shingles[i]] for i in reps], num_perm=NUM_PERM, seed=SEED)
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    for i, h in zip(reps, hashes):
-        for j in lsh.query(h):
-            a, b = shingles[i], shingles[j]
-            if len(a & b) >= threshold * len(a | b):
-                uf.union(i, j)
-        lsh.insert(i, h)
+    if not reps:
+        return
+    # datasketch's band layout for this threshold (b bands of r rows); its buckets are matched
+    # here with one sort per band instead of a Python dict insert and query per document (25 of
+    # 65 s at 100k documents): the candidate pairs, and so the groups, are the same.
+    bands = MinHashLSH(threshold=threshold, num_perm=NUM_PERM).hashranges
+    signatures = np.vstack([h.hashvalues for h in hashes])
+    rows = np.asarray(reps)
+    checked: set[tuple[int, int]] = set()
+    for start, end in bands:
+        for group in _same_rows(signatures[:, start:end]):
+            members = rows[group]
+            for x, i in enumerate(members):
+                for j in members[x + 1:]:
+                    pair = (int(i), int(j))
+                    if pair in checked:
+                        continue
+                    checked.add(pair)
+                    a, b = shingles[pair[0]], shingles[pair[1]]
+                    if len(a & b) >= threshold * len(a | b):
+                        uf.union(*pair)
+
+
+def _same_rows(band: np.ndarray) -> list[np.ndarray]:
+    """Positions of the rows of ``band`` equal to another row, one ascending array per value."""
+    keys = np.ascontiguousarray(band).view(np.dtype((np.void, band.dtype.itemsize * band.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    return [np.sort(order[a:b]) for a, b in zip(starts[:-1], starts[1:]) if b - a > 1]
 
 
 @dataclass(frozen=True)
