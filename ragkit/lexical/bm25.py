@@ -289,6 +289,15 @@ class LexicalIndex:
         """BM25 scores of every row for ``query`` (aligned with :attr:`ids`)."""
         return self._score_vector(self._term_ids(self.analyzer.terms(query)))
 
+    def score_matches(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores): the rows holding a term of ``query``, ascending, and their BM25 scores.
+
+        The scores are :meth:`score_all`'s at those rows, bit for bit (float32, summed in the
+        same order); every other row scores 0. The cost is that of the query terms' postings,
+        not of the index size.
+        """
+        return self._posting_scores(self._term_ids(self.analyzer.terms(query)))
+
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Rows of external ``ids``; an unknown id is an InvalidArgumentError."""
         rows, found = self._rows(np.asarray(ids))
@@ -310,6 +319,20 @@ class LexicalIndex:
             lo, hi = int(indptr[term]), int(indptr[term + 1])
             scores[indices[lo:hi]] += data[lo:hi]  # rows within one column are distinct
         return scores
+
+    def _posting_scores(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        data, indices, indptr = self._matrix["data"], self._matrix["indices"], self._matrix["indptr"]
+        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in term_ids.tolist()]
+        if not spans:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if len(spans) == 1:  # rows within one column are ascending and distinct
+            lo, hi = spans[0]
+            return indices[lo:hi].astype(np.int64), np.array(data[lo:hi], dtype=np.float32)
+        rows = np.unique(np.concatenate([indices[lo:hi] for lo, hi in spans])).astype(np.int64)
+        scores = np.zeros(rows.size, dtype=np.float32)
+        for lo, hi in spans:  # term by term, as _score_vector adds them
+            scores[np.searchsorted(rows, indices[lo:hi])] += data[lo:hi]
+        return rows, scores
 
     def _rank(self, term_ids: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if term_ids.size == 0 or k == 0:
