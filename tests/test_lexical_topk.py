@@ -218,3 +218,20 @@ def test_score_matches_equals_score_all_at_its_rows(tmp_path):
             rest = np.ones(len(full), dtype=bool)
             rest[rows] = False
             assert not full[rest].any()
+
+
+def test_lemmas_are_cached_per_process_with_the_same_terms():
+    """A second Analyzer (the document index's, a reloaded generation's) finds the pymorphy3
+    lemmas of the first one's words in the process cache; the terms are those pymorphy3 gives."""
+    import pymorphy3
+
+    from ragkit.lexical import analysis
+
+    query = "Московские станции метро открылись после ремонта зданий"
+    first = Analyzer(russian="pymorphy3", stopwords=False).terms(query)
+    hits = analysis._lemma.cache_info().hits
+    second = Analyzer(russian="pymorphy3", stopwords=False).terms(query)
+    assert second == first
+    assert analysis._lemma.cache_info().hits >= hits + len(set(first))
+    morph = pymorphy3.MorphAnalyzer()
+    assert first == [morph.parse(w)[0].normal_form.replace("ё", "е") for w in query.lower().split()]
