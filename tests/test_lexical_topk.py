@@ -76,7 +76,7 @@ def test_every_row_scores_as_in_the_exhaustive_vector(index):
             fast = index._lexical_scores(query, weight)
             np.testing.assert_array_equal(fast.at(rows), reference.vector)  # bit for bit, zeros included
             assert fast.leads == reference.leads == top_two(index.doc_lexical.score_all(query).astype(np.float64))
-            matched_any += int(fast.rows.size > 0)
+            matched_any += int(fast.matched_rows().size > 0)
     assert matched_any > len(DOC_WEIGHTS) * 8  # most queries match something
 
 
@@ -92,8 +92,10 @@ def test_top_k_with_filters_and_any_k(index):
                 values = reference.vector if allowed_rows is None else reference.vector[allowed_rows]
                 values = np.sort(values[values > 0])[::-1]
                 for n in sorted({1, 2, 3, 5, 10, max(1, values.size - 1), values.size + 1, values.size + 7, len(ids) + 3}):
-                    got = _assert_same(fast, reference, ids, n, allowed_rows)
-                    assert len(got[0]) == min(n, values.size)
+                    for batch in (1, 3, 64):  # how many documents give the bound: small ones prune
+                        fast.first_batch = batch
+                        got = _assert_same(fast, reference, ids, n, allowed_rows)
+                        assert len(got[0]) == min(n, values.size)
                     ties_at_cut += int(values.size > n and values[n] == values[n - 1])
     assert ties_at_cut > 0  # the corpus does produce ties at the cut
 
@@ -101,10 +103,10 @@ def test_top_k_with_filters_and_any_k(index):
 def test_unknown_and_empty_queries_match_nothing(index):
     for query in ("несуществующееслово", "и в на", "!!!", "", "   "):
         fast = index._lexical_scores(query, 0.85)
-        assert fast.rows.size == 0 and fast.leads == (0.0, 0.0)
+        assert fast.matched_rows().size == 0 and fast.leads == (0.0, 0.0)
         assert fast.top(index.lexical.ids, 10, None)[0].size == 0
-        rows, scores = index.lexical.score_matches(query)
-        assert rows.size == 0 and scores.size == 0
+        scores, rows = index.lexical.score_matches(query)
+        assert rows.size == 0 and not scores.any()
 
 
 @pytest.mark.parametrize("mode", ["lexical", "hybrid"])
@@ -179,6 +181,8 @@ def test_random_corpora_and_queries(passages, extra_docs, data):
     n_groups = data.draw(st.integers(1, n))
     group = np.sort(np.asarray(data.draw(st.lists(st.integers(0, n_groups - 1), min_size=n, max_size=n))))
     doc_texts = [" ".join(t for t, g in zip(texts, group) if g == d) for d in range(n_groups)]
+    for d in data.draw(st.lists(st.integers(0, n_groups - 1), max_size=2)):  # documents whose text is not their passages'
+        doc_texts[d] = data.draw(st.sampled_from(["gamma", "7 7", "zzz"]))
     doc_texts += [" ".join(words) for words in extra_docs]  # documents that have no passage
     if not any(texts) or not any(doc_texts):
         return
@@ -201,23 +205,40 @@ def test_random_corpora_and_queries(passages, extra_docs, data):
     if data.draw(st.booleans()):
         allowed_rows = np.unique(np.asarray(data.draw(st.lists(st.integers(0, n - 1), max_size=n)), dtype=np.int64))
     k = data.draw(st.integers(1, n + 3))
+    fast.first_batch = data.draw(st.sampled_from([1, 2, 3, 64]))
     _assert_same(fast, reference, passages_index.ids, k, allowed_rows)
 
 
-def test_score_matches_equals_score_all_at_its_rows(tmp_path):
+def test_a_passage_whose_document_does_not_match_can_lead():
+    """A passage matching the query in a document that does not (its text differs) scores by its
+    own BM25 alone; with a small document share it beats the passages of matching documents."""
+    texts = ["alpha", "alpha beta beta", "gamma alpha", "delta"]
+    doc_texts = ["alpha", "something else", "gamma alpha", "delta"]
+    passages_index = LexicalIndex.build(np.arange(4), texts, _ANALYZER)
+    documents = LexicalIndex.build(np.arange(1, 5), doc_texts, _ANALYZER)
+    doc_rows = np.arange(4)
+    for weight in (0.3, 0.85):
+        fast = mixed_scores("alpha beta", passages_index, documents, DocumentPassages(doc_rows, 4), weight)
+        by_doc = documents.score_all("alpha beta").astype(np.float64)
+        vector = mix_lexical(passages_index.score_all("alpha beta").astype(np.float64), by_doc, doc_rows, weight)
+        for batch in (1, 64):
+            fast.first_batch = batch
+            for k in (1, 2, 4):
+                _assert_same(fast, ScanScores(vector, top_two(by_doc)), passages_index.ids, k, None)
+        assert (fast.top(passages_index.ids, 1, None)[0][0] == 1) == (weight == 0.3)
+
+
+def test_score_matches_gives_the_rows_with_a_posting(tmp_path):
     texts = ["alpha beta beta", "gamma", "alpha gamma delta", "", "beta delta delta delta", "alpha"] * 3
     built = LexicalIndex.build(np.arange(len(texts)) * 2, texts, _ANALYZER)
     built.save(tmp_path / "bm25")
     for lexical in (built, LexicalIndex.load(tmp_path / "bm25", mmap=True)):
         for query in ("alpha", "beta delta", "gamma alpha beta delta", "unknown", "alpha alpha", ""):
-            rows, scores = lexical.score_matches(query)
-            full = lexical.score_all(query)
-            assert rows.dtype == np.int64 and scores.dtype == np.float32
-            assert np.all(np.diff(rows) > 0)
-            np.testing.assert_array_equal(scores, full[rows])
-            rest = np.ones(len(full), dtype=bool)
-            rest[rows] = False
-            assert not full[rest].any()
+            scores, rows = lexical.score_matches(query)
+            np.testing.assert_array_equal(scores, lexical.score_all(query))
+            terms = set(_ANALYZER.terms(query))
+            expected = [r for r, text in enumerate(texts) if terms & set(_ANALYZER.terms(text))]
+            assert rows.dtype == np.int64 and rows.tolist() == expected
 
 
 def test_lemmas_are_cached_per_process_with_the_same_terms():

@@ -30,10 +30,15 @@ def mix_scores(passage: np.ndarray, document: np.ndarray, p_top: float, d_top: f
     """:func:`mix_lexical` of aligned passage and document scores, given the best of each."""
     mixed = np.zeros_like(passage)
     if p_top > 0:
-        mixed += max(1.0 - doc_weight, _TIE_BREAK) * passage / p_top
+        mixed += passage_share(doc_weight) * passage / p_top
     if d_top > 0:
         mixed += doc_weight * document / d_top
     return mixed
+
+
+def passage_share(doc_weight: float) -> float:
+    """The share of a passage's own (max-normalised) BM25 in its mixed lexical score."""
+    return max(1.0 - doc_weight, _TIE_BREAK)
 
 
 def top_two(scores: np.ndarray) -> tuple[float, float]:
