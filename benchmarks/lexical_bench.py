@@ -22,7 +22,11 @@ warm-up, both ways on the same query in turn (so machine load hits both alike), 
 - ``filtered``: lexical with a filter that keeps every other passage;
 - ``query analysis``: ``Analyzer.terms`` alone: cold, repeated, and by a second analyzer.
 
-Every fast result is checked equal to the exhaustive one (ids, order, scores). Writes
+Every fast result is checked equal to the exhaustive one (ids, order, scores). With
+``--index PATH`` (a ragkit index built apart, e.g. ``ragkit index
+benchmarks/.cache/news-synthetic-100000.jsonl.gz --index benchmarks/.cache/e2e-100000 --model
+navec-ru --index-type flat``), ``Index.search`` in lexical and hybrid mode is timed too, with
+``Index.exhaustive_lexical`` on and off in turn, and its results compared. Writes
 benchmarks/results/lexical.json.
 """
 
@@ -59,8 +63,10 @@ def groups(n: int, seed: int = 0) -> np.ndarray:
     """The document row (from 1) of each of n passages: runs of 1-6 consecutive passages."""
     rng = random.Random(seed)
     sizes: list[int] = []
-    while sum(sizes) < n:
+    total = 0
+    while total < n:
         sizes.append(rng.randint(1, 6))
+        total += sizes[-1]
     return np.repeat(np.arange(1, len(sizes) + 1, dtype=np.int64), sizes)[:n]
 
 
@@ -148,11 +154,45 @@ def analysis_times(queries: list[str]) -> dict[str, dict]:
     return out
 
 
+def end_to_end(path: Path, queries: list[str]) -> dict[str, dict]:
+    """``Index.search`` (k = 10) on a real ragkit index, the lexical stage exhaustive or not, query by query in turn."""
+    import ragkit
+
+    idx = ragkit.Index.open(path)
+    for q in queries[:20]:  # warm-up: vectors, store, BM25, encoder, maps
+        idx.search(q, k=10)
+    out: dict[str, dict] = {}
+    for mode in ("lexical", "hybrid"):
+        times: dict[str, list[float]] = {"exhaustive": [], "postings": []}
+        mismatches = 0
+        for q in queries:
+            found = []
+            for name, exhaustive in (("exhaustive", True), ("postings", False)):
+                idx.exhaustive_lexical = exhaustive
+                t = time.perf_counter()
+                found.append([(r.doc_id, r.start, r.score, r.scores) for r in idx.search(q, k=10, mode=mode)])
+                times[name].append(time.perf_counter() - t)
+            mismatches += found[0] != found[1]
+        idx.exhaustive_lexical = False
+        entry = {name: percentiles(values) for name, values in times.items()}
+        entry["p50 ratio exhaustive / postings"] = round(entry["exhaustive"]["p50_ms"] / entry["postings"]["p50_ms"], 2)
+        entry["queries whose results differ"] = mismatches
+        out[f"Index.search {mode}"] = entry
+        print(f"end to end {mode:8s} exhaustive p50 {entry['exhaustive']['p50_ms']:7.2f} ms p99 {entry['exhaustive']['p99_ms']:7.2f}"
+              f" | postings p50 {entry['postings']['p50_ms']:6.2f} ms p99 {entry['postings']['p99_ms']:6.2f} | differ: {mismatches}",
+              flush=True)
+    v = idx.manifest["vectors"]
+    out["index"] = {"path": str(path), "passages": len(idx), "model": idx.manifest["model"]["name"], "factory": v["factory"]}
+    idx.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passages", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--index", type=Path, help="also time Index.search on this ragkit index (built apart)")
     args = ap.parse_args()
     lexical, layouts = lexical_indexes(args.passages)
     if args.build_only:
@@ -203,6 +243,8 @@ def main() -> None:
         by_stage["rows per query at share 0.85 (median, p99)"] = {
             name: [int(np.median(v)), int(np.percentile(v, 99))] for name, v in counts.items()}
         results[layout] = by_stage
+    if args.index is not None:
+        results["end to end"] = end_to_end(args.index, queries)
     payload = {
         "environment": environment(("ragkit", "numpy", "pymorphy3")),
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},

@@ -1,14 +1,16 @@
-"""The lexical stage of a query at the cost of its postings: mixed BM25 scores of the rows it matches.
+"""The lexical stage of a query at the cost of its postings, not of the collection.
 
-:func:`mixed_scores` gives what :meth:`ragkit.search.index.Index._lexical_vector` (the
-exhaustive reference: a score for every passage row) gives, but only for the rows that can
-score above 0: the passages holding a query term and the passages of the documents holding
-one; every other row's score is 0 in both. Scores are the same floats, computed by the same
-expressions in the same order (:meth:`LexicalIndex.score_matches` sums a row's term weights as
-:meth:`LexicalIndex.score_all` does; :func:`ragkit.search.ranking.mix_scores` mixes both), so
-the top passages, their order and their ties (:func:`ragkit.search.ranking.best`) are those of
-the exhaustive path. The candidates are a few sorts and look-ups over the postings;
-collection-sized work is only the document -> passages map, built once (:class:`DocumentPassages`).
+:meth:`ragkit.search.index.Index._lexical_vector` (the exhaustive reference) mixes every
+passage row's BM25 with its document's and ranks them all. :func:`mixed_scores` keeps the
+query's two BM25 vectors (``score_all``'s scatter of the postings) and the rows with a posting
+(a sort of the postings), and computes a row's mixed score only when asked, by the same
+expressions (:func:`ragkit.search.ranking.mix_scores`) with the same two maxima, so each score
+is the same float as in the exhaustive vector. :meth:`MatchedScores.top` scores the passages of
+the best documents first; their n-th best score bounds what the others must reach, and the
+documents (passages) whose highest possible score is below it are never scored. The top passages,
+their order, scores and ties (:func:`ragkit.search.ranking.best`) are those of the exhaustive
+path; tests/test_lexical_topk.py checks it, benchmarks/lexical_bench.py measures it. The
+document -> passages map (:class:`DocumentPassages`) is built once per index.
 """
 
 from __future__ import annotations
