@@ -13,7 +13,7 @@ cached in ``benchmarks/.cache/``. Two layouts of documents over the same passage
   theirs joined, so a document posting brings several passages into the candidates.
 
 Queries: the real headlines of ``news-ru/ng-title2doc``. Measured in one process, after
-warm-up, both ways on the same query in turn (so machine load hits both alike), k = 10:
+warm-up, both ways in turn on blocks of 25 queries (so machine load hits both alike), k = 10:
 
 - ``lexical``: the lexical stage of ``Index.search(mode="lexical")`` (document share 0.85,
   the 200 candidates rank_passages asks for);
@@ -48,6 +48,8 @@ from _env import DATA, RESULTS, environment  # noqa: E402
 from query_bench import CACHE, make_corpus, percentiles, timed  # noqa: E402
 
 LAYOUTS = ("one passage per document", "grouped")
+BLOCK = 25  # queries timed one way, then the same ones the other way (one after the other, each
+# run would find the caches just emptied by the other way's run)
 
 
 def passages(n: int) -> list[str]:
@@ -128,6 +130,13 @@ def stages(lexical, documents, doc_rows, csr, queries, n_rows):  # noqa: ANN001,
             (("lexical", lexical_stage), ("hybrid lexical stage", hybrid_stage), ("lexical, filter keeps 1/2", filtered_stage))}
 
 
+def timed_call(fn, query: str, times: list[float]):  # noqa: ANN001, ANN201
+    t = time.perf_counter()
+    out = fn(query)
+    times.append(time.perf_counter() - t)
+    return out
+
+
 def same(a, b) -> bool:  # noqa: ANN001
     if isinstance(a, tuple) and len(a) and isinstance(a[0], (np.ndarray, tuple)):
         return all(same(x, y) for x, y in zip(a, b))
@@ -155,7 +164,7 @@ def analysis_times(queries: list[str]) -> dict[str, dict]:
 
 
 def end_to_end(path: Path, queries: list[str]) -> dict[str, dict]:
-    """``Index.search`` (k = 10) on a real ragkit index, the lexical stage exhaustive or not, query by query in turn."""
+    """``Index.search`` (k = 10) on a real ragkit index, the lexical stage exhaustive or not, blocks in turn."""
     import ragkit
 
     idx = ragkit.Index.open(path)
@@ -165,14 +174,15 @@ def end_to_end(path: Path, queries: list[str]) -> dict[str, dict]:
     for mode in ("lexical", "hybrid"):
         times: dict[str, list[float]] = {"exhaustive": [], "postings": []}
         mismatches = 0
-        for q in queries:
-            found = []
+        def search(q: str, m: str = mode) -> list[tuple]:
+            return [(r.doc_id, r.start, r.score, r.scores) for r in idx.search(q, k=10, mode=m)]
+
+        for start in range(0, len(queries), BLOCK):
+            block, found = queries[start:start + BLOCK], []
             for name, exhaustive in (("exhaustive", True), ("postings", False)):
                 idx.exhaustive_lexical = exhaustive
-                t = time.perf_counter()
-                found.append([(r.doc_id, r.start, r.score, r.scores) for r in idx.search(q, k=10, mode=mode)])
-                times[name].append(time.perf_counter() - t)
-            mismatches += found[0] != found[1]
+                found.append([timed_call(search, q, times[name]) for q in block])
+            mismatches += sum(a != b for a, b in zip(*found))
         idx.exhaustive_lexical = False
         entry = {name: percentiles(values) for name, values in times.items()}
         entry["p50 ratio exhaustive / postings"] = round(entry["exhaustive"]["p50_ms"] / entry["postings"]["p50_ms"], 2)
@@ -218,15 +228,11 @@ def main() -> None:
                 exhaustive(q), fast(q)
             times: dict[str, list[float]] = {"exhaustive": [], "postings": []}
             mismatches = 0
-            for q in queries:  # in turn, so load changes hit both alike
-                t0 = time.perf_counter()
-                want = exhaustive(q)
-                t1 = time.perf_counter()
-                got = fast(q)
-                t2 = time.perf_counter()
-                times["exhaustive"].append(t1 - t0)
-                times["postings"].append(t2 - t1)
-                mismatches += not same(got, want)
+            for start in range(0, len(queries), BLOCK):  # blocks in turn: load changes hit both alike
+                block = queries[start:start + BLOCK]
+                want = [timed_call(exhaustive, q, times["exhaustive"]) for q in block]
+                got = [timed_call(fast, q, times["postings"]) for q in block]
+                mismatches += sum(not same(g, w) for g, w in zip(got, want))
             entry = {name: percentiles(values) for name, values in times.items()}
             entry["p50 ratio exhaustive / postings"] = round(entry["exhaustive"]["p50_ms"] / entry["postings"]["p50_ms"], 2)
             entry["queries whose results differ"] = mismatches
