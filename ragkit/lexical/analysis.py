@@ -19,13 +19,13 @@ Pipeline of :meth:`Analyzer.terms` (documents and queries alike):
    ``russian="pymorphy3"`` replaces the Russian Snowball stem by pymorphy3's most probable
    lemma (normal form, ``ё`` folded); measured against Snowball in benchmarks/selection.py.
 
-Analysed forms are cached per surface token, so a corpus pays for each distinct word once.
+Analysed forms are cached per surface token, so a corpus pays for each distinct word once; pymorphy3
+lemmas are also cached per process, shared by every Analyzer.
 """
 
 from __future__ import annotations
 
 import functools
-
 import re
 import threading
 import unicodedata
@@ -198,15 +198,27 @@ class Analyzer:
         return self._stemmers
 
 
-@functools.cache  # one analyzer per process: loading its dictionaries takes ~0.2 s
 def _pymorphy_lemmas() -> Any:
+    _morph()  # fails here, with the line to install it, when pymorphy3 is missing
+
+    def lemmas(words: list[str]) -> list[str]:
+        return [_lemma(w) for w in words]
+
+    return lemmas
+
+
+@functools.lru_cache(maxsize=1)
+def _morph() -> Any:
+    """One pymorphy3 analyser per process (its dictionaries take ~0.2 s and memory to load)."""
     try:
         import pymorphy3
     except ImportError as exc:
         raise MissingPackageError("Russian lemmas need pymorphy3: pip install 'pymorphy3>=2.0,<3' pymorphy3-dicts-ru") from exc
-    morph = pymorphy3.MorphAnalyzer()
+    return pymorphy3.MorphAnalyzer()
 
-    def lemmas(words: list[str]) -> list[str]:
-        return [morph.parse(w)[0].normal_form.replace("ё", "е") for w in words]
 
-    return lemmas
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def _lemma(word: str) -> str:
+    """pymorphy3's most probable normal form of ``word``, ``ё`` folded; remembered for every Analyzer
+    of the process (the passage and document indexes, each generation a server reloads)."""
+    return _morph().parse(word)[0].normal_form.replace("ё", "е")

@@ -28,6 +28,7 @@ from ragkit.format.pinning import PinnedFiles
 from ragkit.lexical.analysis import detect_language
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.search.fusion import Fused, FusionConfig, fuse
+from ragkit.search.lexical_topk import DocumentPassages, MatchedScores, ScanScores, mixed_scores
 from ragkit.store.filters import Filters
 from ragkit.search.ranking import (
     cap_per_doc,
@@ -38,7 +39,6 @@ from ragkit.search.ranking import (
     from_dense,
     mix_lexical,
     reranked,
-    top,
     top_two,
 )
 from ragkit.store.sqlite import Store
@@ -52,6 +52,10 @@ _QUERY_CACHE = 50_000
 class Index:
     """A searchable ragkit index. Open with :meth:`open`; build with :func:`ragkit.build_index`."""
 
+    #: Score every passage row for the lexical stage (the exhaustive reference) instead of only
+    #: the rows the query matches; both give the same results.
+    exhaustive_lexical = False
+
     def __init__(self, path: Path, manifest: dict[str, Any], embedder: Embedder | None = None,
                  pinned: PinnedFiles | None = None) -> None:
         self.path = path
@@ -63,6 +67,7 @@ class Index:
         self._data = pinned.folder if pinned is not None else path
         self._store: Store | None = None
         self._doc_rows: np.ndarray | None = None
+        self._doc_passages: DocumentPassages | None = None
         self._passage_docs: dict[int, str] | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
         self._duplicates: tuple[dict[int, int], DuplicateGroups] | None = None
@@ -293,9 +298,9 @@ class Index:
             return [from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
         for qi, query in enumerate(queries):
-            lex_vec, leads = self._lexical_vector(query, fusion.doc_weight_for(mode))
-            lex_ids, lex_scores = top(self.lexical.ids, lex_vec, max(n, fusion.candidates), self._allowed_rows(allowed))
-            weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
+            lex = self._lexical_scores(query, fusion.doc_weight_for(mode))
+            lex_ids, lex_scores = lex.top(self.lexical.ids, max(n, fusion.candidates), self._allowed_rows(allowed))
+            weight = fusion.query_weight(weights[qi], lex.leads) if mode == "hybrid" else 0.0
             if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
                 out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
                 continue
@@ -303,11 +308,19 @@ class Index:
             if fusion.dense_candidates or lex_ids.size == 0:
                 _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
                 ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
-            lexical = lex_vec[self.lexical.rows_of(ids)]
+            lexical = lex.at(self.lexical.rows_of(ids))
             dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
             fused = fuse(ids, lexical, dense, fusion, weight)
             out.append(Fused(fused.ids[:n], fused.scores[:n], {k: v[:n] for k, v in fused.components.items()}))
         return out
+
+    def _lexical_scores(self, query: str, doc_weight: float) -> MatchedScores | ScanScores:
+        """The lexical scores of ``query``: of the rows it matches, or of every row (:attr:`exhaustive_lexical`)."""
+        if self.exhaustive_lexical:
+            return ScanScores(*self._lexical_vector(query, doc_weight))
+        if self._doc_passages is None:
+            self._doc_passages = DocumentPassages(self._passage_doc_rows(), len(self.doc_lexical))
+        return mixed_scores(query, self.lexical, self.doc_lexical, self._doc_passages, doc_weight)
 
     def _lexical_vector(self, query: str, doc_weight: float) -> tuple[np.ndarray, tuple[float, float]]:
         """Lexical score of every passage row: its BM25 mixed with its document's BM25.

@@ -23,13 +23,22 @@ def mix_lexical(passage: np.ndarray, document: np.ndarray, doc_rows: np.ndarray,
     if doc_weight <= 0.0:
         return passage
     document = document[doc_rows]
-    p_top, d_top = passage.max(initial=0.0), document.max(initial=0.0)
+    return mix_scores(passage, document, passage.max(initial=0.0), document.max(initial=0.0), doc_weight)
+
+
+def mix_scores(passage: np.ndarray, document: np.ndarray, p_top: float, d_top: float, doc_weight: float) -> np.ndarray:
+    """:func:`mix_lexical` of aligned passage and document scores, given the best of each."""
     mixed = np.zeros_like(passage)
     if p_top > 0:
-        mixed += max(1.0 - doc_weight, _TIE_BREAK) * passage / p_top
+        mixed += passage_share(doc_weight) * passage / p_top
     if d_top > 0:
         mixed += doc_weight * document / d_top
     return mixed
+
+
+def passage_share(doc_weight: float) -> float:
+    """The share of a passage's own (max-normalised) BM25 in its mixed lexical score."""
+    return max(1.0 - doc_weight, _TIE_BREAK)
 
 
 def top_two(scores: np.ndarray) -> tuple[float, float]:
@@ -87,14 +96,32 @@ def cap_per_doc(ranked: Fused, doc_of: np.ndarray, per_doc: int | None, k: int) 
 
 
 def top(ids: np.ndarray, values: np.ndarray, n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (ids, values) with a value above 0, best first, ties by row."""
+    """The ``n`` best (ids, values) with a value above 0, best first, ties by row.
+
+    ``values``: one per row; ``rows``: the rows allowed (ascending), None for all of them.
+    """
     candidates = np.flatnonzero(values > 0) if rows is None else rows[values[rows] > 0]
-    picked = values[candidates]
-    if candidates.size > n:
-        keep = np.argpartition(-picked, n - 1)[:n]
-        candidates, picked = candidates[keep], picked[keep]
-    order = np.lexsort((candidates, -picked))
-    return np.asarray(ids[candidates[order]], dtype=np.int64), picked[order].astype(np.float32)
+    return best(ids, candidates, values[candidates], n)
+
+
+def best(ids: np.ndarray, rows: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (``ids[rows]``, values) of ascending ``rows`` with a value above 0, best first.
+
+    Equal values go by row, the lower first, also at the cut: of the rows tied with the n-th
+    best value, the lowest are kept.
+    """
+    keep = values > 0
+    rows, values = rows[keep], values[keep]
+    if n <= 0:
+        rows, values = rows[:0], values[:0]
+    elif rows.size > n:
+        kth = np.partition(values, rows.size - n)[rows.size - n]  # the n-th largest value
+        above = np.flatnonzero(values > kth)
+        ties = np.flatnonzero(values == kth)[: n - above.size]
+        picked = np.concatenate([above, ties])
+        rows, values = rows[picked], values[picked]
+    order = np.lexsort((rows, -values))
+    return np.asarray(ids[rows[order]], dtype=np.int64), values[order].astype(np.float32)
 
 
 def from_dense(ids: np.ndarray, scores: np.ndarray) -> Fused:
