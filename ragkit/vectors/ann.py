@@ -1,8 +1,10 @@
 """Index types for the dense vectors, chosen by collection size and tuned to a recall target.
 
 ``--index-type`` names a type (``flat``, ``hnsw``, ``hnsw-sq8``, ``ivf-sq8``, ``ivfpq``), ``auto``
-(the default: exact search up to 100k vectors, 8-bit inverted lists beyond, 4-bit product
-codes when even those exceed the memory budget), or any FAISS factory string. An approximate
+(the default: exact search up to 100k vectors; beyond, the cheapest of exact search, 8-bit
+inverted lists and an HNSW graph as measured on the model's own vectors, see
+:mod:`ragkit.vectors.select`; 8-bit lists when the raw vectors exceed the memory budget, 4-bit
+product codes when even those do), or any FAISS factory string. An approximate
 type is then tuned: recall@10 against exact search is measured on query-like vectors (passage
 snippets embedded as queries; without them, collection vectors leave-one-out), and the
 cheapest search parameters (``efSearch``, ``nprobe``, ``k_factor``) that reach the target are
@@ -33,7 +35,7 @@ EXACT_MAX = 100_000
 # 566 queries/s at recall@10 0.956; HNSW32 took 268 s, 1.18x, 337 queries/s at 0.952.
 HNSW_M = 32
 _GRID = {
-    "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024),
+    "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048),
     "nprobe": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096),
     "k_factor": (2, 4, 8, 16),  # one series of the main knob per value
 }
@@ -168,7 +170,8 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
 
 
 def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_RECALL, *,
-         query_vectors: np.ndarray | None = None, queries: int = 1000, k: int = 10, seed: int = 0) -> Tuning:
+         query_vectors: np.ndarray | None = None, queries: int = 1000, k: int = 10, seed: int = 0,
+         cost_limit: float | None = None) -> Tuning:
     """Choose the cheapest search parameters of ``index`` reaching recall@``k`` >= ``target``.
 
     ``query_vectors`` (query-like vectors, e.g. passage snippets embedded as queries) are split
@@ -183,6 +186,11 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     Exact search gives the truth; an answer counts as found when its exact score reaches the
     k-th true score, so ties between equal vectors do not count as misses. An exact index
     needs no tuning (recall 1.0).
+
+    ``cost_limit`` (seconds per query, e.g. what an exact query costs) ends a series of
+    settings once a query costs more than that on one thread (the batch time times the
+    threads, over the queries): such settings are not worth having, and the widest of them
+    cost the most tuning time (IVF2048,SQ8 over 1M navec vectors took 697 s to reach nprobe 1536).
     """
     if not 0.0 < target <= 1.0:
         raise InvalidArgumentError(f"recall must be in (0, 1], got {target!r}", param="recall")
@@ -226,11 +234,14 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
 
     best: tuple[float, dict[str, float], float] | None = None  # (seconds, params, recall)
     fallback: tuple[float, dict[str, float]] = (-1.0, {})
+    threads = _threads()
     for series in _series(index):
         for params in series:  # ascending cost: the first that reaches the target is this series' best
             recall, seconds = measure(params, 0)
             if recall > fallback[0]:
                 fallback = (recall, params)
+            if cost_limit is not None and seconds * threads / max(1, len(sets[0][0])) > cost_limit:
+                break  # dearer than the limit: neither this setting nor wider ones count
             if recall >= target:
                 if best is None or seconds < best[0]:
                     best = (seconds, params, recall)
@@ -239,6 +250,12 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     held_out = measure(chosen, 1)[0]
     return Tuning(chosen, target, recall, held_out, len(sets[0][0]), best is not None, time.perf_counter() - start,
                   "snippets" if sets[0][1] is None else "collection")
+
+
+def _threads() -> int:
+    from ragkit.vectors.exact import faiss_module
+
+    return max(1, int(faiss_module().omp_get_max_threads()))
 
 
 def _series(index: VectorIndex) -> list[list[dict[str, float]]]:
