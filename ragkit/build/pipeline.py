@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,7 @@ def _write(
     ``executor``: where chunking, embedding, BM25 counting and the vector index run (default: here).
     """
     executor = executor or LocalExecutor()
+    started = time.perf_counter()
     spans, texts, prefixed, chunker_settings = executor.chunk(docs, embedder, options, progress, kept)
     reused = reused_passages(docs, spans, kept) if kept is not None else None
 
@@ -230,6 +232,7 @@ def _write(
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
     vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, options, progress, texts, embedder)
+    stages.tuning_share(vector_entry, time.perf_counter() - started)
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
     recorded: dict[str, Any] = {}
