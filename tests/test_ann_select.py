@@ -128,3 +128,13 @@ def test_navec_vectors_choice_is_measured_and_never_slower_than_exact(small_tria
         queries = embedder.embed_queries(held_out)  # not in the collection
         _, truth = exact_search(vectors, queries, 10)
         assert ann.recall_at(loaded.search(queries, 10)[1], truth, 10) >= 0.9
+
+
+def test_hnsw_graphs_keep_their_wider_construction_list(tmp_path):
+    from ragkit.vectors.faiss_index import HNSW_EF_CONSTRUCTION
+
+    x = clustered(500, 16, seed=10)
+    graph = select.build("hnsw", x, np.arange(500, dtype=np.int64))
+    graph.save(tmp_path / "g.faiss")
+    loaded = VectorIndex.load(tmp_path / "g.faiss", "HNSW32", 16)
+    assert loaded._inner.hnsw.efConstruction == HNSW_EF_CONSTRUCTION == 80
