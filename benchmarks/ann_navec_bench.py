@@ -16,6 +16,12 @@ build does), then that type built and tuned by :func:`ragkit.vectors.ann.tune` w
 cost as its limit. ``--stats``: PCA spectrum of a 20k sample (participation ratio, axes for 50 / 90
 % of the variance) and neighbour contrast (median query top-1 / top-10 / top-100 cosine against
 random passages). Results merge into benchmarks/results/ann_navec.json by n.
+
+``--index DIR``: measure a built ragkit index instead (``ragkit index`` with the defaults): warm,
+in process, ``Index.search`` p50 in dense and hybrid mode over the first 40 headlines, k = 10
+(query embedding included), and recall@10 of its vector search on all 1,200 headlines against
+exact search over its stored vectors (exact for HNSW and flat types); with the build's
+manifest tuning record (type chosen, trials, tuning seconds and share).
 """
 
 from __future__ import annotations
@@ -64,10 +70,16 @@ def passages(n: int) -> tuple[np.ndarray, list[str]]:
 
 
 def headline_queries() -> np.ndarray:
+    """The NG headlines embedded as queries (cached in benchmarks/.cache/navec-ng-queries.npy)."""
     from ragkit.encoders.embedder import Embedder
 
+    path = CACHE / "navec-ng-queries.npy"
+    if path.exists():
+        return np.load(path)
     lines = (DATA / "news-ru" / "ng-title2doc" / "queries.jsonl").read_text(encoding="utf-8").splitlines()
-    return Embedder("navec-ru").embed_queries([json.loads(line)["text"] for line in lines if line.strip()])
+    vectors = Embedder("navec-ru").embed_queries([json.loads(line)["text"] for line in lines if line.strip()])
+    np.save(path, vectors, allow_pickle=False)
+    return vectors
 
 
 def spectrum(x: np.ndarray) -> dict:
@@ -160,6 +172,41 @@ def run_method(method: str, x: np.ndarray, texts: list[str], q: np.ndarray, trut
             "p50_ms": round(ms, 3), "exact_p50_ms": round(exact_ms, 3)}
 
 
+def measure_index(folder: Path) -> dict:
+    import ragkit
+    from ragkit.vectors.ann import recall_at
+    from ragkit.vectors.exact import exact_search
+
+    lines = (DATA / "news-ru" / "ng-title2doc" / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    with ragkit.Index.open(folder) as idx:
+        vectors = idx.vectors
+        q = idx.embed_queries(texts)
+        matrix = vectors.reconstruct(np.sort(vectors.ids()))
+        truth = np.sort(vectors.ids())[exact_search(matrix, q, 10)[1]]
+        recall = recall_at(vectors.search(q, 10)[1], truth, 10)
+        out = {"factory": vectors.factory, "params": vectors.params, "vectors": len(vectors),
+               "headline_recall@10": round(recall, 4), "queries_timed": 40}
+        for mode in ("dense", "hybrid"):
+            for text in texts[:5]:
+                idx.search(text, k=10, mode=mode)  # warm
+            seconds = []
+            for text in texts[:40]:
+                t0 = time.perf_counter()
+                idx.search(text, k=10, mode=mode)
+                seconds.append(time.perf_counter() - t0)
+            out[f"{mode}_p50_ms"] = round(1000 * float(np.median(seconds)), 3)
+        seconds = []
+        for row in q[:40]:
+            t0 = time.perf_counter()
+            exact_search(matrix, row[None, :], 10)
+            seconds.append(time.perf_counter() - t0)
+        out["exact_vector_search_p50_ms"] = round(1000 * float(np.median(seconds)), 3)
+    out["tuning"] = manifest["vectors"].get("tuning")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -169,7 +216,17 @@ def main() -> None:
     ap.add_argument("--stats", action="store_true")
     ap.add_argument("--spectrum-of", type=Path, action="append", default=[],
                     help="an exact ragkit index whose vectors' spectrum to record beside (e.g. a MiniLM index)")
+    ap.add_argument("--index", type=Path, help="measure this built ragkit index instead (see the module doc)")
     args = ap.parse_args()
+    if args.index:
+        result = {"index": str(args.index), "environment": environment(), **measure_index(args.index)}
+        result["load_average_after"] = [round(v, 2) for v in __import__("os").getloadavg()]
+        print(json.dumps({k: v for k, v in result.items() if k != "tuning"}, ensure_ascii=False), flush=True)
+        data = json.loads(OUT.read_text()) if OUT.exists() else {}
+        data.setdefault("built_indexes", []).append(result)
+        OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {OUT}")
+        return
     from ragkit.vectors.exact import exact_search
 
     x, texts = passages(args.n)
