@@ -142,7 +142,7 @@ def sweep(index, x: np.ndarray, q: np.ndarray, truth: np.ndarray, stop: float) -
 
 def run_method(method: str, x: np.ndarray, texts: list[str], q: np.ndarray, truth: np.ndarray, args) -> dict:  # noqa: ANN001
     from ragkit.vectors import select
-    from ragkit.vectors.ann import query_snippets, tune
+    from ragkit.vectors.ann import STATIC_SNIPPET_WORDS, query_snippets, tune
 
     ids = np.arange(len(x), dtype=np.int64)
     if method == "exact":
@@ -155,7 +155,7 @@ def run_method(method: str, x: np.ndarray, texts: list[str], q: np.ndarray, trut
                 "settings": sweep(index, x, q, truth, args.stop)}
     from ragkit.encoders.embedder import Embedder
 
-    snippets = Embedder("navec-ru").embed_queries(query_snippets(texts))
+    snippets = Embedder("navec-ru").embed_queries(query_snippets(texts, words=STATIC_SNIPPET_WORDS))
     choice = select.choose(x, select.trial_queries(x, snippets), args.target)
     print("  auto trials:", json.dumps(choice), flush=True)
     factory_kind = choice["kind"]

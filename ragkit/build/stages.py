@@ -213,7 +213,7 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     choosing = select.applies(options.index_type, n, dimension)
     query_vectors = None
     if (choosing or factory != "Flat") and embedder is not None and len(texts):
-        snippets = query_snippets(list(texts))
+        snippets = query_snippets(list(texts), words=_snippet_words(embedder))
         query_vectors = embedder.embed_queries(snippets) if snippets else None
     selection: dict[str, Any] | None = None
     if choosing:
@@ -251,19 +251,28 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
                 record = {**tune(index, vectors, ids, options.recall).to_json(), "fell_back_from": record}
         selection["seconds"] = round(selection["seconds"] + time.perf_counter() - t0, 2)
         record["selection"] = selection
-    record["tuning_seconds"] = round(tuning.seconds + (selection["seconds"] if selection else 0.0), 2)
-    record["vector_seconds"] = round(time.perf_counter() - started, 2)
+    record["tuning_seconds"] = round(tuning.seconds + (selection["seconds"] if selection else 0.0), 3)
+    record["vector_seconds"] = round(time.perf_counter() - started, 3)
     if staged:
         progress.start("Writing", None)
     index.save(path)
     return {"index_type": options.index_type, "factory": factory, "search": index.params, "tuning": record}
 
 
+def _snippet_words(embedder: Any) -> tuple[int, int]:  # noqa: ANN401
+    """Words per tuning snippet: fewer for a static model (see :func:`ragkit.vectors.ann.query_snippets`)."""
+    from ragkit.encoders.static import StaticEncoder
+    from ragkit.vectors.ann import STATIC_SNIPPET_WORDS
+
+    query_encoder = getattr(embedder, "query_encoder", None)
+    return STATIC_SNIPPET_WORDS if query_encoder is not None and isinstance(query_encoder(), StaticEncoder) else (4, 12)
+
+
 def tuning_share(entry: dict[str, Any], build_seconds: float) -> None:
     """Record in a vector entry's tuning record the build's seconds so far (chunking, embedding,
     BM25, vectors) and the share of them that tuning and type trials took."""
     record = entry.get("tuning") or {}
-    record["build_seconds"] = round(build_seconds, 2)
+    record["build_seconds"] = round(build_seconds, 3)
     record["share"] = round(record.get("tuning_seconds", 0.0) / build_seconds, 4) if build_seconds > 0 else 0.0
 
 
