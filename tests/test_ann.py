@@ -206,7 +206,11 @@ def test_cli_index_type_and_info_show_the_measured_recall(tmp_path):
     assert r.exit_code == 0, r.output
     info = runner.invoke(app, ["info", "--index", str(index)])
     assert "--index-type ivf-sq8" in info.output and "recall@10" in info.output and "held-out" in info.output
+    assert "% of the build" in info.output and "tuning " in info.output
     data = json.loads(runner.invoke(app, ["info", "--index", str(index), "--json"]).output)
-    assert data["vectors"]["tuning"]["held_out_recall@10"] >= 0.9
+    tuning = data["vectors"]["tuning"]
+    assert tuning["held_out_recall@10"] >= 0.9
+    assert 0 <= tuning["tuning_seconds"] <= tuning["vector_seconds"] <= tuning["build_seconds"]
+    assert tuning["share"] == pytest.approx(tuning["tuning_seconds"] / tuning["build_seconds"], abs=1e-3)
     r = runner.invoke(app, ["search", "park near river", "--index", str(index), "--mode", "dense", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["results"]

@@ -122,5 +122,6 @@ def test_auto_keeps_the_current_type_within_the_share(tmp_path, monkeypatch):
     assert vectors["factory"] == "Flat" and vectors["index_type"] == "auto"
     assert vectors["retrain"] == {"passages": 100, "changed": 5, "share": RETRAIN_SHARE, "refilled": False}
     update_index(root, add=_docs(10, start=9100, seed=6))  # 15 of 100 changed: auto decides again
-    vectors = _manifest(root)["vectors"]
-    assert vectors["factory"].startswith("IVF") and vectors["retrain"]["changed"] == 0
+    vectors = _manifest(root)["vectors"]  # (past EXACT_MAX it measures the types; exact may win at 115)
+    assert vectors["retrain"] == {"passages": 115, "changed": 0, "share": RETRAIN_SHARE, "refilled": False}
+    assert "selection" in vectors["tuning"], "auto did not measure the types again"

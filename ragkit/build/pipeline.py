@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -194,6 +195,7 @@ def _write(
     ``executor``: where chunking, embedding, BM25 counting and the vector index run (default: here).
     """
     executor = executor or LocalExecutor()
+    started = time.perf_counter()
     spans, texts, prefixed, chunker_settings = executor.chunk(docs, embedder, options, progress, kept)
     reused = reused_passages(docs, spans, kept) if kept is not None else None
 
@@ -242,6 +244,7 @@ def _write(
         vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
         vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, vector_options, progress, texts,
                                               embedder)
+        stages.tuning_share(vector_entry, time.perf_counter() - started)
         vector_entry["index_type"] = options.index_type
         vector_entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
     for key in ("vectors", "store"):

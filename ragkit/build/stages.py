@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,37 +198,82 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     :func:`ragkit.vectors.ann.tune`), or on the passage vectors themselves without texts or model.
     ``fill(index, ids, vectors, progress)`` may return the trained index with the vectors added
     elsewhere (an executor's workers, in shards), or None to leave that to this function.
+
+    ``auto`` beyond exact search's size measures the candidate types on samples of these
+    vectors first (:mod:`ragkit.vectors.select`) and keeps the one built only if it beats exact
+    search on the whole collection. The tuning record says how long tuning and the trials took
+    (``tuning_seconds``) against the whole vector stage (``vector_seconds``).
     """
+    from ragkit.vectors import select
     from ragkit.vectors.ann import factory_for, query_snippets, training_sample, tune
 
-    factory = factory_for(options.index_type, len(ids), vectors.shape[1])
-    index = VectorIndex.create(vectors.shape[1], factory)
+    started = time.perf_counter()
+    n, dimension = vectors.shape
+    factory = factory_for(options.index_type, n, dimension)
+    choosing = select.applies(options.index_type, n, dimension)
+    query_vectors = None
+    if (choosing or factory != "Flat") and embedder is not None and len(texts):
+        snippets = query_snippets(list(texts), words=_snippet_words(embedder))
+        query_vectors = embedder.embed_queries(snippets) if snippets else None
+    selection: dict[str, Any] | None = None
+    if choosing:
+        progress.start("Measuring index types", None)
+        selection = select.choose(vectors, select.trial_queries(vectors, query_vectors), options.recall)
+        factory = factory_for(selection["kind"], n, dimension)
+    index = VectorIndex.create(dimension, factory)
     step = 65_536
-    staged = not index.exact or len(ids) > step
+    staged = not index.exact or n > step
     if not index.exact:
         progress.start("Training", None)
         index.train(training_sample(vectors, factory))
     if staged:
-        progress.start("Indexing", len(ids))
+        progress.start("Indexing", n)
     filled = fill(index, ids, vectors, progress) if fill is not None else None
     if filled is not None:
         index = filled
     else:
-        for lo in range(0, len(ids), step):
+        for lo in range(0, n, step):
             index.add(ids[lo:lo + step], vectors[lo:lo + step])
-            progress.advance(min(step, len(ids) - lo))
+            progress.advance(min(step, n - lo))
     if not index.exact:
         progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
-    query_vectors = None
-    if not index.exact and embedder is not None and len(texts):
-        snippets = query_snippets(list(texts))
-        query_vectors = embedder.embed_queries(snippets) if snippets else None
-    tuning = tune(index, vectors, ids, options.recall, query_vectors=query_vectors)
+    limit = selection["exact_ms"] / 1000 if selection else None
+    tuning = tune(index, vectors, ids, options.recall, query_vectors=query_vectors, cost_limit=limit)
     index.params = tuning.params
+    record = tuning.to_json()
+    if selection is not None:
+        t0 = time.perf_counter()
+        if not index.exact:
+            index, selection["final"] = select.guard(index, vectors, ids, select.trial_queries(vectors, query_vectors),
+                                                     tuning.reached)
+            if index.exact:  # the approximate type lost to exact search at full size (or missed the target)
+                factory = "Flat"
+                record = {**tune(index, vectors, ids, options.recall).to_json(), "fell_back_from": record}
+        selection["seconds"] = round(selection["seconds"] + time.perf_counter() - t0, 2)
+        record["selection"] = selection
+    record["tuning_seconds"] = round(tuning.seconds + (selection["seconds"] if selection else 0.0), 3)
+    record["vector_seconds"] = round(time.perf_counter() - started, 3)
     if staged:
         progress.start("Writing", None)
     index.save(path)
-    return {"index_type": options.index_type, "factory": factory, "search": tuning.params, "tuning": tuning.to_json()}
+    return {"index_type": options.index_type, "factory": factory, "search": index.params, "tuning": record}
+
+
+def _snippet_words(embedder: Any) -> tuple[int, int]:  # noqa: ANN401
+    """Words per tuning snippet: fewer for a static model (see :func:`ragkit.vectors.ann.query_snippets`)."""
+    from ragkit.encoders.static import StaticEncoder
+    from ragkit.vectors.ann import STATIC_SNIPPET_WORDS
+
+    query_encoder = getattr(embedder, "query_encoder", None)
+    return STATIC_SNIPPET_WORDS if query_encoder is not None and isinstance(query_encoder(), StaticEncoder) else (4, 12)
+
+
+def tuning_share(entry: dict[str, Any], build_seconds: float) -> None:
+    """Record in a vector entry's tuning record the build's seconds so far (chunking, embedding,
+    BM25, vectors) and the share of them that tuning and type trials took."""
+    record = entry.get("tuning") or {}
+    record["build_seconds"] = round(build_seconds, 3)
+    record["share"] = round(record.get("tuning_seconds", 0.0) / build_seconds, 4) if build_seconds > 0 else 0.0
 
 
 def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:

@@ -208,9 +208,20 @@ def _parse(data: dict[str, Any]) -> Manifest:
         _number(tuning, "vectors.tuning.", key, 0.0, 1.0, required=bool(tuning.get("queries")))
     _int(tuning, "vectors.tuning.", "queries", 0, MAX_COUNT, required=False)
     _text(tuning, "vectors.tuning.", "query_kind", required=False, limit=64)
+    for key in ("tuning_seconds", "vector_seconds", "build_seconds"):
+        _number(tuning, "vectors.tuning.", key, 0.0, 1e9)
+    _number(tuning, "vectors.tuning.", "share", 0.0, 1e6)
+    selection = _at(tuning, "vectors.tuning.", "selection", dict, required=False) or {}
+    final = _at(selection, "vectors.tuning.selection.", "final", dict, required=False) or {}
+    if final:  # what `ragkit info` prints of auto's final comparison
+        _text(final, "vectors.tuning.selection.final.", "factory", limit=256)
+        _at(final, "vectors.tuning.selection.final.", "kept", bool)
+        for key in ("ms", "exact_ms"):
+            _number(final, "vectors.tuning.selection.final.", key, 0.0, 1e9, required=True)
     retrain = _at(v, "vectors.", "retrain", dict, required=False) or {}
     for key in ("passages", "changed"):
         _int(retrain, "vectors.retrain.", key, 0, MAX_COUNT, required=False)
+    _number(retrain, "vectors.retrain.", "share", 0.0, 1.0)
     if v.get("dimension") is not None and _int(v, "vectors.", "dimension", 1, MAX_DIMENSION) != model.dimension:
         raise _Bad("vectors.dimension", f"({v['dimension']}) differs from model.dimension ({model.dimension})")
     factory = _text(v, "vectors.", "factory", limit=256)

@@ -1,8 +1,10 @@
 """Index types for the dense vectors, chosen by collection size and tuned to a recall target.
 
 ``--index-type`` names a type (``flat``, ``hnsw``, ``hnsw-sq8``, ``ivf-sq8``, ``ivfpq``), ``auto``
-(the default: exact search up to 100k vectors, 8-bit inverted lists beyond, 4-bit product
-codes when even those exceed the memory budget), or any FAISS factory string. An approximate
+(the default: exact search up to 100k vectors; beyond, the cheapest of exact search, 8-bit
+inverted lists and an HNSW graph as measured on the model's own vectors, see
+:mod:`ragkit.vectors.select`; 8-bit lists when the raw vectors exceed the memory budget, 4-bit
+product codes when even those do), or any FAISS factory string. An approximate
 type is then tuned: recall@10 against exact search is measured on query-like vectors (passage
 snippets embedded as queries; without them, collection vectors leave-one-out), and the
 cheapest search parameters (``efSearch``, ``nprobe``, ``k_factor``) that reach the target are
@@ -25,6 +27,7 @@ from ragkit.vectors.faiss_index import VectorIndex
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivfpq")
 DEFAULT_RECALL = 0.95
+STATIC_SNIPPET_WORDS = (2, 5)  # tuning snippets for static (word-averaging) models: see query_snippets
 # auto: exact search up to here. A query scans n * d * 4 bytes: 154 MB at 100k and d = 384,
 # about 6 ms here, and exact needs no tuning and no build time.
 EXACT_MAX = 100_000
@@ -33,7 +36,7 @@ EXACT_MAX = 100_000
 # 566 queries/s at recall@10 0.956; HNSW32 took 268 s, 1.18x, 337 queries/s at 0.952.
 HNSW_M = 32
 _GRID = {
-    "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024),
+    "efSearch": (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048),
     "nprobe": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096),
     "k_factor": (2, 4, 8, 16),  # one series of the main knob per value
 }
@@ -137,25 +140,30 @@ class Tuning:
                 "query_kind": self.query_kind, "reached": self.reached, "seconds": round(self.seconds, 2)}
 
 
-def query_snippets(texts: list[str], n: int = 2000, seed: int = 0) -> list[str]:
-    """Query-like texts for tuning: a random run of 4-12 words from each of n random passages.
+def query_snippets(texts: list[str], n: int = 2000, seed: int = 0, words: tuple[int, int] = (4, 12)) -> list[str]:
+    """Query-like texts for tuning: a random run of 4-12 words (``words``) from each of n random passages.
 
     Embedded as queries they sit about as far from the passages as real questions do, or a
     little farther (SciFact, MiniLM: median top-1 cosine 0.52 for snippets, 0.64 for the real
-    queries, 0.82 between passages), so parameters tuned on them hold for real queries.
+    queries, 0.82 between passages), so parameters tuned on them hold for real queries. A
+    static model averages word vectors, and 4-12 words of a passage stay close to it: on 50k
+    navec-ru passages the median top-1 cosine was 0.54 for such snippets and 0.39 for real NG
+    headlines, and HNSW32 at efSearch 128 gave recall@10 0.946 against 0.936; 2-5 words gave
+    0.44 and 0.933, the headlines' curve (:data:`STATIC_SNIPPET_WORDS`).
     """
     import random
 
     rng = random.Random(seed)
+    shortest, longest = words
     rows = rng.sample(range(len(texts)), min(n, len(texts)))
     out = []
     for row in rows:
-        words = texts[row].split()
-        if not words:
+        tokens = texts[row].split()
+        if not tokens:
             continue
-        length = rng.randint(4, 12)
-        start = rng.randint(0, max(0, len(words) - length))
-        out.append(" ".join(words[start : start + length]))
+        length = rng.randint(shortest, longest)
+        start = rng.randint(0, max(0, len(tokens) - length))
+        out.append(" ".join(tokens[start : start + length]))
     return out
 
 
@@ -168,7 +176,8 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
 
 
 def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_RECALL, *,
-         query_vectors: np.ndarray | None = None, queries: int = 1000, k: int = 10, seed: int = 0) -> Tuning:
+         query_vectors: np.ndarray | None = None, queries: int = 1000, k: int = 10, seed: int = 0,
+         cost_limit: float | None = None) -> Tuning:
     """Choose the cheapest search parameters of ``index`` reaching recall@``k`` >= ``target``.
 
     ``query_vectors`` (query-like vectors, e.g. passage snippets embedded as queries) are split
@@ -183,6 +192,11 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     Exact search gives the truth; an answer counts as found when its exact score reaches the
     k-th true score, so ties between equal vectors do not count as misses. An exact index
     needs no tuning (recall 1.0).
+
+    ``cost_limit`` (seconds per query, e.g. what an exact query costs) ends a series of
+    settings once a query costs more than that on one thread (the batch time times the
+    threads, over the queries): such settings are not worth having, and the widest of them
+    cost the most tuning time (IVF2048,SQ8 over 1M navec vectors took 697 s to reach nprobe 1536).
     """
     if not 0.0 < target <= 1.0:
         raise InvalidArgumentError(f"recall must be in (0, 1], got {target!r}", param="recall")
@@ -226,11 +240,14 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
 
     best: tuple[float, dict[str, float], float] | None = None  # (seconds, params, recall)
     fallback: tuple[float, dict[str, float]] = (-1.0, {})
+    threads = _threads()
     for series in _series(index):
         for params in series:  # ascending cost: the first that reaches the target is this series' best
             recall, seconds = measure(params, 0)
             if recall > fallback[0]:
                 fallback = (recall, params)
+            if cost_limit is not None and seconds * threads / max(1, len(sets[0][0])) > cost_limit:
+                break  # dearer than the limit: neither this setting nor wider ones count
             if recall >= target:
                 if best is None or seconds < best[0]:
                     best = (seconds, params, recall)
@@ -239,6 +256,12 @@ def tune(index: VectorIndex, vectors: np.ndarray, ids: np.ndarray, target: float
     held_out = measure(chosen, 1)[0]
     return Tuning(chosen, target, recall, held_out, len(sets[0][0]), best is not None, time.perf_counter() - start,
                   "snippets" if sets[0][1] is None else "collection")
+
+
+def _threads() -> int:
+    from ragkit.vectors.exact import faiss_module
+
+    return max(1, int(faiss_module().omp_get_max_threads()))
 
 
 def _series(index: VectorIndex) -> list[list[dict[str, float]]]:
