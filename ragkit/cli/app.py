@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ragkit.cli.describe import vectors_line
 from ragkit.cli.engine import EngineOpt, RayAddressOpt, VerboseOpt, WorkersOpt, engine_for
 from ragkit.errors import RagkitError
 
@@ -311,7 +312,7 @@ def info(
             f"model:     {m['name']} ({m['dimension']} dimensions, {m.get('metric', 'inner_product')}, normalised)",
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
-            f"vectors:   {_vectors_line(data['vectors'])}",
+            f"vectors:   {vectors_line(data['vectors'])}",
             f"lexical:   BM25 {lex.get('method')} (k1 {lex.get('k1')}, b {lex.get('b')}), analyzer "
             f"{(lex.get('analyzer') or {}).get('name')} in {lex.get('dir')}",
             f"contents:  {c['documents']} documents, {c['passages']} passages",
@@ -322,36 +323,6 @@ def info(
         if verify:
             lines.append(f"verified:  {data['verified']['files']} files match their checksums; FAISS, SQLite and BM25 agree")
         typer.echo("\n".join(lines))
-
-
-def _vectors_line(v: dict) -> str:
-    line = f"FAISS {v['factory']!r} (--index-type {v.get('index_type', v['factory'])}) in {v['file']}"
-    t = v.get("tuning") or {}
-    if not t.get("queries"):
-        return line + "; exact search, recall@10 1.0" + _tuning_cost(t)
-    params = ", ".join(f"{k} {val:g}" for k, val in (v.get("search") or {}).items())
-    met = "" if t.get("reached") else f", target {t['target']:g} NOT reached"
-    kind = "snippet" if t.get("query_kind") == "snippets" else "sample"
-    line = (f"{line}; {params}: recall@10 {t['recall@10']:.3f} on {t['queries']} {kind} queries, "
-            f"{t['held_out_recall@10']:.3f} on {t['queries']} held-out (target {t['target']:g}{met})" + _tuning_cost(t))
-    r = v.get("retrain") or {}
-    if r.get("passages"):
-        line += (f"; trained and tuned at {r['passages']:,} passages, {r.get('changed', 0):,} changed since "
-                 f"(retrained past {100 * float(r.get('share', 0.1)):g} %)")
-    return line
-
-
-def _tuning_cost(t: dict) -> str:
-    """What tuning (and auto's type trials) cost, and what the chosen type costs against exact search."""
-    out = ""
-    if "tuning_seconds" in t:
-        share = f", {100 * t['share']:.1f} % of the build" if "share" in t else ""
-        out += f"; tuning {t['tuning_seconds']:g} s{share}"
-    final = (t.get("selection") or {}).get("final")
-    if final:
-        verdict = "kept" if final["kept"] else "exact search kept instead"
-        out += f"; {final['factory']} {final['ms']:g} ms/query vs exact {final['exact_ms']:g} ms ({verdict})"
-    return out
 
 
 @app.command("eval")

@@ -8,6 +8,10 @@ Exact (``Flat``) search of a few queries runs in NumPy, not FAISS: one BLAS matr
 product over the stored matrix and an exact top-k by threshold, which runs near the memory
 bandwidth (FAISS's own batch-1 path scans at about a third of it on this CPU). Approximate
 types are searched by FAISS with the parameters tuned at build time (``ragkit.vectors.ann``).
+
+Why this module is long: :class:`VectorIndex` is the one object behind every index type, with
+its exact, approximate and filtered search paths and its checked loading; the choice of type
+and the tuning live in ``ragkit.vectors.ann`` and ``ragkit.vectors.select``.
 """
 
 from __future__ import annotations
@@ -88,8 +92,7 @@ class VectorIndex:
     def emptied(self) -> VectorIndex:
         """A copy of this index, trained as it is (quantiser, codebooks, parameters), holding no vectors."""
         faiss = faiss_module()
-        # a serialised round trip, not clone_index: a memory-mapped index's clone still views the
-        # mapped file, and FAISS aborts the process when reset() resizes a viewed array
+        # not clone_index: a mapped index's clone views the file, and reset() then aborts FAISS
         copy = faiss.deserialize_index(faiss.serialize_index(self._index))
         copy.reset()
         return VectorIndex(copy, self.factory, self.params)
@@ -341,11 +344,8 @@ class VectorIndex:
         _, flat = check_counts(p, int(dimension))  # count fields against the file size, before FAISS allocates
         try:
             with bounded_memory(p.stat().st_size):  # inner arrays (HNSW, IVF) no larger than the file justifies
-                # Approximate types map their codes and lists instead of copying them: a cold
-                # search pays for the pages it touches (200k x 300: HNSW32 read 0.33 -> 0.07 s,
-                # IVF256,Flat 0.29 -> 0.03 s, search as fast). Exact ones are read: FAISS's codes
-                # sit at any offset in the file, and NumPy's product over an unaligned mapped
-                # matrix ran 4.6x slower than over an aligned copy (100k x 300: 119 vs 26 ms).
+                # approximate types mapped, not copied (README "Large indexes"); exact ones read:
+                # NumPy's product over FAISS's unaligned mapped codes ran 4.6x slower
                 index = faiss.read_index(str(p), 0 if flat else getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
         except (RuntimeError, MemoryError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
