@@ -80,11 +80,8 @@ def refill(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Current | 
     if not drift(current, changed)[2]:
         return None
     index = current.index.emptied()
-    step = 65_536
     progress.start("Indexing (trained index kept)", len(ids))
-    for lo in range(0, len(ids), step):
-        index.add(ids[lo:lo + step], vectors[lo:lo + step])
-        progress.advance(min(step, len(ids) - lo))
+    index.add_in_pieces(ids, vectors, progress.advance)
     index.params = dict(current.entry.get("search") or {})
     progress.start("Writing", None)
     index.save(path)

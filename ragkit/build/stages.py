@@ -232,9 +232,7 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     if filled is not None:
         index = filled
     else:
-        for lo in range(0, n, step):
-            index.add(ids[lo:lo + step], vectors[lo:lo + step])
-            progress.advance(min(step, n - lo))
+        index.add_in_pieces(ids, vectors, progress.advance)
     if not index.exact:
         progress.start(f"Tuning to recall@10 >= {options.recall:g}", None)
     limit = selection["exact_ms"] / 1000 if selection else None

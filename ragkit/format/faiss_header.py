@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ragkit.errors import IndexFormatError
 
@@ -79,7 +80,7 @@ _READ_LOCK = threading.Lock()  # FAISS's limits are process-wide: one bounded re
 
 
 @contextmanager
-def bounded_memory(file_size: int) -> Iterator[None]:
+def bounded_memory(faiss: Any, file_size: int) -> Iterator[None]:  # noqa: ANN401 - the faiss module
     """While FAISS reads a ``file_size``-byte file, no array it reads may claim more bytes than that.
 
     FAISS's own deserialization limits (``set_deserialization_vector_byte_limit``, default 1 TiB,
@@ -87,9 +88,6 @@ def bounded_memory(file_size: int) -> Iterator[None]:
     allocates more than the file could hold, so a read costs at most about twice the file's
     size. The limits are process-wide, so bounded reads take turns; they are restored after.
     """
-    from ragkit.vectors.exact import faiss_module
-
-    faiss = faiss_module()
     if not hasattr(faiss, "set_deserialization_vector_byte_limit"):
         yield
         return

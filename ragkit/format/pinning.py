@@ -52,10 +52,6 @@ class PinnedFolder:
         self._fds = descriptors
         self._prefix = prefix
 
-    @property
-    def name(self) -> str:
-        return Path(self._prefix.rstrip("/")).name or self.root.name
-
     def __truediv__(self, name: str) -> Union[Path, PinnedFolder]:
         full = self._prefix + str(name)
         fd = self._fds.get(full)
@@ -68,10 +64,6 @@ class PinnedFolder:
     def open(self, name: str) -> int:
         """A new read-only descriptor of the pinned file ``name`` (its own file offset)."""
         return os.open(self / name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-
-    def real_name(self, path: str | os.PathLike[str]) -> str:
-        """The index path a descriptor path stands for (for messages)."""
-        return _describe(self.root, self._fds, str(path))
 
     def __str__(self) -> str:
         return str(self.root / self._prefix) if self._prefix else str(self.root)

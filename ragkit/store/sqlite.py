@@ -172,9 +172,13 @@ class Store:
         return rows
 
     def add_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
-        """Insert (passage id, document row id, start, end) rows, and the passage -> document array."""
+        """Insert (passage id, document row id, start, end) rows, and the passage -> document array
+        (from these rows when the store held no passage before, else from a scan of the table)."""
+        rows = list(rows)
+        empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM passages)").fetchone()[0]
         self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
-        doc_of = self._scan_document_rows()
+        doc_of = (_document_rows_of(self.path, [(r[0], r[1]) for r in rows]) if empty
+                  else self._scan_document_rows())
         self._conn.execute("INSERT OR REPLACE INTO arrays (name, dtype, data) VALUES (?, ?, ?)",
                            (_DOC_OF, "<i4", doc_of.astype("<i4").tobytes()))
 
@@ -271,11 +275,7 @@ class Store:
         return self._doc_of
 
     def _scan_document_rows(self) -> np.ndarray:
-        pairs = np.array(self._conn.execute("SELECT id, doc FROM passages").fetchall(), dtype=np.int64).reshape(-1, 2)
-        _check_ids(self.path, "passage", pairs[:, 0], 0)
-        out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
-        out[pairs[:, 0]] = pairs[:, 1]
-        return out
+        return _document_rows_of(self.path, self._conn.execute("SELECT id, doc FROM passages").fetchall())
 
     def _stored_document_rows(self) -> np.ndarray | None:
         try:
@@ -344,6 +344,15 @@ def _check_ids(path: Path, what: str, ids: np.ndarray, first: int) -> None:
         raise IndexFormatError(f"passage store {path} is damaged: {what} ids run from {int(ids.min())} to "
                                f"{int(ids.max())} for {ids.size} rows")
 
+
+
+def _document_rows_of(path: Path, id_doc: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The document row of each passage, indexed by passage id, from (passage id, document row) pairs."""
+    pairs = np.array(id_doc, dtype=np.int64).reshape(-1, 2)
+    _check_ids(path, "passage", pairs[:, 0], 0)
+    out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
+    out[pairs[:, 0]] = pairs[:, 1]
+    return out
 
 
 def _document(row: tuple[Any, ...]) -> Document:

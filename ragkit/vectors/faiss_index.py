@@ -16,7 +16,7 @@ and the tuning live in ``ragkit.vectors.ann`` and ``ragkit.vectors.select``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,6 +143,13 @@ class VectorIndex:
         if ivf is not None:
             ivf.cp.niter = 10  # 10 k-means rounds instead of 25: the same recall after tuning, 2.5x faster
         self._index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def add_in_pieces(self, ids: np.ndarray, vectors: np.ndarray, advance: Callable[[int], None],
+                      step: int = 65_536) -> None:
+        """:meth:`add` in pieces of ``step`` vectors, calling ``advance(piece size)`` after each."""
+        for lo in range(0, len(ids), step):
+            self.add(ids[lo:lo + step], vectors[lo:lo + step])
+            advance(min(step, len(ids) - lo))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         x = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -343,7 +350,7 @@ class VectorIndex:
 
         _, flat = check_counts(p, int(dimension))  # count fields against the file size, before FAISS allocates
         try:
-            with bounded_memory(p.stat().st_size):  # inner arrays (HNSW, IVF) no larger than the file justifies
+            with bounded_memory(faiss, p.stat().st_size):  # inner arrays (HNSW, IVF) no larger than the file justifies
                 # approximate types mapped, not copied (README "Large indexes"); exact ones read:
                 # NumPy's product over FAISS's unaligned mapped codes ran 4.6x slower
                 index = faiss.read_index(str(p), 0 if flat else getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
