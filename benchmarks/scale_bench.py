@@ -168,10 +168,15 @@ def main() -> None:
     ap.add_argument("--no-updates", action="store_true", help="skip the add/remove measurements")
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args()
-    rows = [measure(n, args.cold_runs, args.queries, not args.no_updates) for n in args.sizes]
-    payload = {"environment": environment(("ragkit", "numpy", "faiss-cpu", "onnxruntime")), "rows": rows,
-               "notes": "cold = whole `ragkit search` processes (median); warm = one process; shares = fractions of the full build"}
     out = RESULTS / "scale.json"
+    rows = [measure(n, args.cold_runs, args.queries, not args.no_updates) for n in args.sizes]
+    for row in rows:
+        row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    earlier = json.loads(out.read_text(encoding="utf-8"))["rows"] if out.exists() else []
+    rows = sorted(rows + [r for r in earlier if r["passages"] not in args.sizes], key=lambda r: r["passages"])
+    payload = {"environment": environment(("ragkit", "numpy", "faiss-cpu", "onnxruntime")), "rows": rows,
+               "notes": "cold = whole `ragkit search` processes (median); warm = one process; shares = fractions "
+                        "of the full build; a size not rerun keeps its earlier row (see its measured_at)"}
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(table(rows))
     if args.readme:

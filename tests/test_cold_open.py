@@ -69,9 +69,9 @@ def _last_document_huge(db: sqlite3.Connection) -> None:
     db.execute("UPDATE arrays SET data = ?", (bytes(data[:-4]) + np.int32(2**31 - 1).tobytes(),))
 
 
-@pytest.mark.parametrize("damage", [lambda db: db.execute("UPDATE arrays SET data = substr(data, 1, 8)"),
+@pytest.mark.parametrize("damage", [lambda db: db.execute("UPDATE arrays SET data = substr(data, 1, 8) WHERE name = 'passage_document_rows'"),
                                     _last_document_huge,
-                                    lambda db: db.execute("UPDATE arrays SET dtype = '<f8'")],
+                                    lambda db: db.execute("UPDATE arrays SET dtype = '<f8' WHERE name = 'passage_document_rows'")],
                          ids=["truncated", "document out of range", "dtype"])
 def test_a_damaged_array_is_an_error(hnsw_index, tmp_path, damage):
     copy = tmp_path / "bad.sqlite"

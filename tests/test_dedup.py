@@ -93,6 +93,57 @@ def test_build_stores_groups_and_search_collapses(tmp_path):
         assert all(h.duplicates == [] for h in every)
 
 
+def _edited(text: str, at: list[int]) -> str:
+    words = text.split()
+    for i in at:
+        words[i] = f"правка{i}"
+    return " ".join(words)
+
+
+def _jaccard(a: str, b: str) -> float:
+    from ragkit.ingest.dedup import _shingles
+
+    x, y = _shingles(normalised(a)), _shingles(normalised(b))
+    return len(x & y) / len(x | y)
+
+
+def _groups(root: Path) -> list[list[str]]:
+    manifest = json.loads((root / "manifest.json").read_text())
+    return sorted(sorted(doc_id for _, doc_id, _ in g) for g in read_groups(root / manifest["duplicates"]["file"]).groups)
+
+
+def test_update_finds_the_groups_of_a_fresh_build_and_hashes_only_what_it_adds(tmp_path, monkeypatch):
+    from ragkit.ingest import dedup
+
+    base = ELECTION + " " + OTHERS[2]
+    chain = [base, _edited(base, [3, 25]), _edited(base, [3, 25, 12, 44])]  # a ~ b ~ c, a !~ c
+    assert _jaccard(chain[0], chain[1]) >= 0.7 and _jaccard(chain[1], chain[2]) >= 0.7
+    assert _jaccard(chain[0], chain[2]) < 0.7
+    first = [ragkit.Document(f"chain-{i}", t, title="Выборы") for i, t in enumerate(chain)]
+    first += [ragkit.Document(f"other-{i}", t, title=t.split(".")[0]) for i, t in enumerate(OTHERS) if i != 2]
+    ragkit.build_index(first, tmp_path / "idx", model="navec-ru")
+    assert _groups(tmp_path / "idx") == [["chain-0", "chain-1", "chain-2"]]
+
+    hashed: list[int] = []
+    keys_of = dedup.document_keys
+    monkeypatch.setattr(dedup, "document_keys", lambda texts, **kw: hashed.append(len(texts)) or keys_of(texts, **kw))
+    added = [ragkit.Document("copy-of-other-0", OTHERS[0].upper(), title="Копия"),  # an exact reprint of a kept one
+             ragkit.Document("near-other-1", _edited(OTHERS[1], [4]) + " " + OTHERS[1], title="Почти"),
+             ragkit.Document("new-3", OTHERS[3] + " Дополнение к новости о премьере.", title="Новая")]
+    ragkit.update_index(tmp_path / "idx", add=added, remove=["chain-1"])  # the chain's middle goes: a and c part
+    assert hashed == [len(added)]
+    updated = _groups(tmp_path / "idx")
+
+    monkeypatch.setattr(dedup, "document_keys", keys_of)
+    final = [d for d in first if d.id != "chain-1"] + added
+    ragkit.build_index(final, tmp_path / "fresh", model="navec-ru")
+    assert updated == _groups(tmp_path / "fresh")
+    assert ["copy-of-other-0", "other-0"] in updated and ["new-3", "other-3"] in updated
+    assert not any("chain-0" in g for g in updated)
+    ragkit.update_index(tmp_path / "idx", remove=["copy-of-other-0"])  # takes over the near pair new-3 ~ other-3
+    assert _groups(tmp_path / "idx") == [g for g in updated if "other-0" not in g]
+
+
 def _jsonl(path: Path, docs: list[ragkit.Document]) -> None:
     path.write_text("".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n"
                             for d in docs), encoding="utf-8")

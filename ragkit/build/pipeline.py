@@ -138,6 +138,7 @@ def update_index(
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
     from ragkit.format.checksums import check
+    from ragkit.ingest.dedup import known_keys
     from ragkit.search.index import Index
     from ragkit.store.filters import Filters
 
@@ -172,6 +173,8 @@ def update_index(
                          manifest.get("chunker") or {}, encoder, encoder_files,
                          current.vectors if current.vectors.exact else None,
                          Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"])))
+            kept.duplicates = known_keys(current.store, manifest.get("duplicates"),
+                                         [stored[d.id].row for d in kept_docs])
             model = RecordedModel(manifest["model"], given=embedder,
                                   query_encoder=root / encoder["dir"] if encoder is not None else None)
         options = options_of(manifest)
@@ -224,12 +227,13 @@ def _write(
     for rowid, doc_spans in zip(doc_rows, spans):
         rows.extend((len(rows), rowid, s, e) for s, e in doc_spans)
     store.add_passages(rows)
-    store.commit()
-    store.close()
     from ragkit.ingest.dedup import write_for_build  # reprint groups (ragkit.ingest.dedup)
 
     names["duplicates"] = f"duplicates-{generation:06d}.json"
-    duplicates = write_for_build(root / names["duplicates"], docs, doc_rows)
+    duplicates = write_for_build(root / names["duplicates"], docs, doc_rows, store,
+                                 kept.duplicates if kept is not None else None)
+    store.commit()
+    store.close()
     lexical, doc_lexical = executor.lexical(docs, texts, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])

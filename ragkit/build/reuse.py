@@ -36,6 +36,7 @@ class Kept:
     encoder_files: dict[str, Any] = field(default_factory=dict)  # its recorded checksums
     vectors: VectorIndex | None = None  # the current exact vectors (None: take them from the cache)
     current: Current | None = None  # the current vector index and its entry (refilled while little changed)
+    duplicates: tuple[np.ndarray, np.ndarray] | None = None  # kept documents' reprint keys, current pairs
 
 
 class RecordedModel:

@@ -6,7 +6,7 @@ Two passes over each document's body (its title when the body is empty):
    letters and digits, joined by single spaces). Reprints that differ in spacing, case or
    punctuation hash alike.
 2. **Near**: datasketch's MinHash (128 permutations, fixed seed) of the text's word 3-shingles,
-   queried in a MinHash LSH index at Jaccard 0.7; each candidate pair is then confirmed by the
+   banded as datasketch's MinHash LSH does at Jaccard 0.7; each candidate pair is then confirmed by the
    exact Jaccard similarity of the two shingle sets (>= 0.7), so LSH only prunes and never adds
    a false pair. Measured in benchmarks/dedup_bench.py: 5-shingles at 0.8 found 2 of 300 copies
    with 3% of the words replaced and a sentence dropped, 3-shingles at 0.5 found 299; 0.7 is
@@ -14,6 +14,10 @@ Two passes over each document's body (its title when the body is empty):
    Templated texts that differ in one number per sentence can reach 0.87 and are grouped:
    ``collapse=False`` keeps them apart at search time. Texts shorter than 8 words are left to the exact pass (a shingle set that small
    says little: two short notices can share most of it by chance).
+
+What each document needs is kept in the store (:func:`document_keys`: its exact key, word
+count and one key per LSH band; and the confirmed near pairs), so an update hashes and checks
+only what it adds, and a build holds one block of shingle sets at a time.
 
 Pairs join into groups by union-find. A group lists document rows best-known first (corpus
 order); search shows the first member of a group that ranks and folds the rest into its
@@ -74,62 +78,145 @@ class _UnionFind:
 
 def find_duplicates(texts: Sequence[str], *, near: bool = True, threshold: float = THRESHOLD) -> list[list[int]]:
     """Groups (two or more positions into ``texts``, ascending) of exact and near duplicates."""
-    words = [normalised(t) for t in texts]
-    uf = _UnionFind(len(texts))
-    first: dict[bytes, int] = {}
-    for i, w in enumerate(words):
-        if not w:
-            continue
-        key = hashlib.sha1(" ".join(w).encode("utf-8")).digest()
-        uf.union(first.setdefault(key, i), i)
-    if near:
-        _near_pairs(words, uf, threshold)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(texts)):
-        groups.setdefault(uf.find(i), []).append(i)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    return groups_of(document_keys(texts, near=near, threshold=threshold), texts, threshold=threshold)[0]
 
 
-def _near_pairs(words: list[list[str]], uf: _UnionFind, threshold: float) -> None:
+def document_keys(texts: Sequence[str], *, near: bool = True, threshold: float = THRESHOLD) -> np.ndarray:
+    """What detection needs of each text, kept with the index so that an update works only on
+    what it adds: ``(len(texts), 3 + bands)`` uint64 rows of the 128-bit SHA-1 head of the
+    normalised text (0, 0 for an empty one), its word count, and one 64-bit key per MinHash LSH
+    band (0 where the text is too short for the near pass, or ``near`` is off).
+
+    Computed a block of texts at a time: the shingle sets of a million documents are never held
+    at once (they took 1.7 GB at 100k documents).
+    """
+    bands = _bands(threshold)
+    out = np.zeros((len(texts), 3 + len(bands)), dtype=np.uint64)
+    for lo in range(0, len(texts), _BLOCK):
+        words = [normalised(t) for t in texts[lo : lo + _BLOCK]]
+        for i, w in enumerate(words):
+            if w:
+                digest = hashlib.sha1(" ".join(w).encode("utf-8")).digest()
+                out[lo + i, :3] = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little"), len(w))
+        long = [i for i, w in enumerate(words) if len(w) >= MIN_WORDS]
+        if near and long:
+            out[[lo + i for i in long], 3:] = _band_keys(_signatures([words[i] for i in long]), bands)
+    return out
+
+
+_BLOCK = 4096
+_MIX = np.random.default_rng(SEED).integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1)
+
+
+def _bands(threshold: float) -> list[tuple[int, int]]:
     try:
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import MinHashLSH
     except ImportError as exc:  # a core dependency; a broken install says so in one line
         raise RagkitError("near-duplicate detection needs datasketch: pip install 'datasketch>=1.6'") from exc
+    return list(MinHashLSH(threshold=threshold, num_perm=NUM_PERM).hashranges)
 
-    # One representative per exact group: its copies are joined already.
-    reps = [i for i, w in enumerate(words) if len(w) >= MIN_WORDS and uf.find(i) == i]
-    shingles = {i: _shingles(words[i]) for i in reps}
-    hashes = MinHash.bulk([[s.encode("utf-8") for s in shingles[i]] for i in reps], num_perm=NUM_PERM, seed=SEED)
-    if not reps:
-        return
-    # datasketch's band layout for this threshold (b bands of r rows); its buckets are matched
-    # here with one sort per band instead of a Python dict insert and query per document (25 of
-    # 65 s at 100k documents): the candidate pairs, and so the groups, are the same.
-    bands = MinHashLSH(threshold=threshold, num_perm=NUM_PERM).hashranges
-    signatures = np.vstack([h.hashvalues for h in hashes])
-    rows = np.asarray(reps)
+
+def _signatures(words: list[list[str]]) -> np.ndarray:
+    from datasketch import MinHash
+
+    hashes = MinHash.bulk([[s.encode("utf-8") for s in _shingles(w)] for w in words], num_perm=NUM_PERM, seed=SEED)
+    return np.vstack([h.hashvalues for h in hashes]).astype(np.uint64)
+
+
+def _band_keys(signatures: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
+    """One 64-bit key per band: equal bands give equal keys, so LSH finds every pair it would
+    find on the band values themselves (a rare extra candidate is then refused by Jaccard)."""
+    with np.errstate(over="ignore"):
+        mixed = signatures * _MIX[: signatures.shape[1]]  # wraps modulo 2^64 on purpose
+        keys = np.stack([np.bitwise_xor.reduce(mixed[:, s:e] ^ (mixed[:, s:e] >> np.uint64(29)), axis=1)
+                         + np.uint64(b) for b, (s, e) in enumerate(bands)], axis=1)
+    return keys | np.uint64(1)  # never 0: 0 marks a text the near pass leaves out
+
+
+def groups_of(keys: np.ndarray, texts: Sequence[str], *, threshold: float = THRESHOLD,
+              known: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[list[int]], np.ndarray]:
+    """The duplicate groups of the texts whose :func:`document_keys` are ``keys``, and the near
+    pairs confirmed, as ``(n, 4)`` uint64 rows of the two texts' exact keys (kept with the index).
+
+    ``known``: ``(old, pairs)`` of an update, where ``old[i]`` says that text ``i`` was in the
+    current generation and ``pairs`` are that generation's confirmed pairs. Pairs of two old
+    texts were decided then and are taken over (a pair's verdict depends on its two texts only),
+    so only pairs with a new text are checked: the groups of a full pass, at the cost of what
+    was added.
+    """
+    rows = np.flatnonzero(keys[:, 2] > 0)
+    classes, first, inverse = np.unique(_exact(keys[rows]), return_index=True, return_inverse=True)
+    rep = rows[first]  # the first text of each exact class
+    uf = _UnionFind(len(classes))
+    old = np.zeros(len(classes), dtype=bool)
+    taken = np.zeros((0, 4), dtype=np.uint64)
+    if known is not None:
+        old[inverse[known[0][rows]]] = True
+        a, b = _class_of(classes, known[1][:, :2]), _class_of(classes, known[1][:, 2:])
+        both = (a >= 0) & (b >= 0)
+        for x, y in zip(a[both], b[both]):
+            uf.union(int(x), int(y))
+        taken = known[1][both]
+    confirmed = _near(keys, texts, rep, old, uf, threshold)
+    members: dict[int, list[int]] = {}
+    for i, c in zip(rows, inverse):
+        members.setdefault(uf.find(int(c)), []).append(int(i))
+    groups = sorted((g for g in members.values() if len(g) > 1), key=lambda g: g[0])
+    found = np.array([[*keys[rep[x], :2], *keys[rep[y], :2]] for x, y in confirmed], dtype=np.uint64).reshape(-1, 4)
+    return groups, np.vstack([taken, found])
+
+
+def _exact(keys: np.ndarray) -> np.ndarray:
+    """The 128-bit exact keys of ``keys`` rows as one comparable value each."""
+    return np.ascontiguousarray(keys[:, :2]).view(np.dtype((np.void, 16))).ravel()
+
+
+def _class_of(classes: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """The position in ``classes`` (sorted) of each exact key, or -1 where it is not there."""
+    if not len(classes):
+        return np.full(len(exact), -1, dtype=np.int64)
+    wanted = _exact(exact)
+    at = np.minimum(np.searchsorted(classes, wanted), len(classes) - 1)
+    return np.where(classes[at] == wanted, at, -1)
+
+
+def _near(keys: np.ndarray, texts: Sequence[str], rep: np.ndarray, old: np.ndarray, uf: _UnionFind,
+          threshold: float) -> list[tuple[int, int]]:
+    """Join the exact classes whose representatives share an LSH band and pass the exact
+    Jaccard check, skipping pairs of two old classes; returns the pairs it confirmed."""
+    long = np.flatnonzero(keys[rep, 3] > 0)
+    shingles: dict[int, set[str]] = {}
+
+    def of(c: int) -> set[str]:
+        if c not in shingles:
+            shingles[c] = _shingles(normalised(texts[rep[c]]))
+        return shingles[c]
+
     checked: set[tuple[int, int]] = set()
-    for start, end in bands:
-        for group in _same_rows(signatures[:, start:end]):
-            members = rows[group]
+    confirmed: list[tuple[int, int]] = []
+    for column in range(3, keys.shape[1]):
+        for group in _same_rows(keys[rep[long], column]):
+            members = long[group]
             for x, i in enumerate(members):
-                for j in members[x + 1:]:
+                for j in members[x + 1 :]:
                     pair = (int(i), int(j))
-                    if pair in checked:
+                    if (old[i] and old[j]) or pair in checked:
                         continue
                     checked.add(pair)
-                    a, b = shingles[pair[0]], shingles[pair[1]]
+                    a, b = of(pair[0]), of(pair[1])
                     if len(a & b) >= threshold * len(a | b):
                         uf.union(*pair)
+                        confirmed.append(pair)
+    return confirmed
 
 
-def _same_rows(band: np.ndarray) -> list[np.ndarray]:
-    """Positions of the rows of ``band`` equal to another row, one ascending array per value."""
-    keys = np.ascontiguousarray(band).view(np.dtype((np.void, band.dtype.itemsize * band.shape[1]))).ravel()
-    order = np.argsort(keys, kind="stable")
+def _same_rows(keys: np.ndarray) -> list[np.ndarray]:
+    """Positions of the values of ``keys`` equal to another one, one ascending array per value."""
+    order = np.argsort(keys)
     ordered = keys[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
-    return [np.sort(order[a:b]) for a, b in zip(starts[:-1], starts[1:]) if b - a > 1]
+    wide = np.flatnonzero(np.diff(starts) > 1)
+    return [np.sort(order[starts[w]:starts[w + 1]]) for w in wide]
 
 
 @dataclass(frozen=True)
@@ -172,13 +259,44 @@ def settings() -> dict[str, Any]:
             "num_perm": NUM_PERM, "seed": SEED, "min_words": MIN_WORDS}
 
 
-def write_for_build(path: Path, docs: Sequence[Any], doc_rows: Sequence[int]) -> dict[str, Any]:
-    """Find the duplicate groups of a build's documents, write them to ``path`` and return the
-    manifest entry (``{"file": ..., "groups": n, "documents": n, ...settings}``).
+KEYS, PAIRS = "dedup_keys", "dedup_pairs"  # their names among the store's arrays
 
-    ``docs`` are :class:`ragkit.Document` objects, ``doc_rows`` their store rows.
+
+def known_keys(store: Any, entry: dict[str, Any] | None, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The current generation's keys of the document rows ``rows`` (the documents an update
+    keeps) and its confirmed pairs, or None where it has none to take over (an index written
+    before they were kept, or with other detection settings)."""
+    entry = entry or {}
+    if any(entry.get(k) != v for k, v in settings().items()):
+        return None
+    keys = store.array(KEYS, "<u8", 3 + len(_bands(THRESHOLD)), store.counts()["documents"])
+    pairs = store.array(PAIRS, "<u8", 4)
+    if keys is None or pairs is None:
+        return None
+    at = np.asarray(rows, dtype=np.int64) - 1  # document rows run from 1
+    if at.size and (int(at.min()) < 0 or int(at.max()) >= len(keys)):
+        raise IndexFormatError(f"passage store {store.path} is damaged: document rows beyond its {KEYS} array")
+    return keys[at], pairs
+
+
+def write_for_build(path: Path, docs: Sequence[Any], doc_rows: Sequence[int], store: Any,
+                    known: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Find the duplicate groups of a build's documents, write them to ``path``, keep their keys
+    in ``store`` and return the manifest entry (``{"file": ..., "groups": n, ...settings}``).
+
+    ``docs`` are :class:`ragkit.Document` objects, ``doc_rows`` their store rows; ``known``
+    (:func:`known_keys`): the keys of the first ``len(known[0])`` documents, which an update
+    keeps, and the current pairs. Then only the other documents are hashed and checked.
     """
-    found = find_duplicates([d.text if d.text.strip() else (d.title or "") for d in docs])
+    texts = [d.text if d.text.strip() else (d.title or "") for d in docs]
+    if known is None:
+        keys = document_keys(texts)
+        found, pairs = groups_of(keys, texts)
+    else:
+        keys = np.vstack([known[0], document_keys(texts[len(known[0]):])])
+        found, pairs = groups_of(keys, texts, known=(np.arange(len(texts)) < len(known[0]), known[1]))
+    store.put_array(KEYS, keys)
+    store.put_array(PAIRS, pairs)
     groups = DuplicateGroups([[(int(doc_rows[i]), docs[i].id, docs[i].source) for i in g] for g in found])
     write_groups(path, groups, settings())
     return {"file": path.name, "groups": len(groups), "documents": sum(len(g) for g in found), **settings()}

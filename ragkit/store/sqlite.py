@@ -179,8 +179,13 @@ class Store:
         self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
         doc_of = (_document_rows_of(self.path, [(r[0], r[1]) for r in rows]) if empty
                   else self._scan_document_rows())
+        self.put_array(_DOC_OF, doc_of.astype("<i4"))
+
+    def put_array(self, name: str, array: np.ndarray) -> None:
+        """Keep a whole array (``<i4``, ``<u8``...) under ``name``: read back by :meth:`array`."""
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         self._conn.execute("INSERT OR REPLACE INTO arrays (name, dtype, data) VALUES (?, ?, ?)",
-                           (_DOC_OF, "<i4", doc_of.astype("<i4").tobytes()))
+                           (name, data.dtype.str, data.tobytes()))
 
     def commit(self) -> None:
         self._conn.commit()
@@ -278,23 +283,34 @@ class Store:
         return _document_rows_of(self.path, self._conn.execute("SELECT id, doc FROM passages").fetchall())
 
     def _stored_document_rows(self) -> np.ndarray | None:
-        try:
-            row = self._conn.execute("SELECT dtype, data FROM arrays WHERE name = ?", (_DOC_OF,)).fetchone()
-        except sqlite3.OperationalError:  # no arrays table: a store written before it existed
-            return None
-        if row is None:
-            return None
         top_passage, top_doc = self._conn.execute(
             "SELECT (SELECT COALESCE(MAX(id), -1) FROM passages), (SELECT COALESCE(MAX(id), 0) FROM documents)").fetchone()
-        data = row[1]
-        if row[0] != "<i4" or not isinstance(data, bytes) or len(data) != 4 * (int(top_passage) + 1):
-            raise IndexFormatError(f"passage store {self.path} is damaged: its passage -> document array "
-                                   f"does not match {int(top_passage) + 1} passage ids")
-        out = np.frombuffer(data, dtype="<i4")
+        stored = self.array(_DOC_OF, "<i4", 1, int(top_passage) + 1, label="passage -> document")
+        if stored is None:
+            return None
+        out = stored.ravel()
         if out.size and (int(out.min()) < -1 or int(out.max()) > int(top_doc)):
             raise IndexFormatError(f"passage store {self.path} is damaged: its passage -> document array "
                                    f"names documents outside 1..{int(top_doc)}")
         return out.astype(np.int64)
+
+    def array(self, name: str, dtype: str, width: int, rows: int | None = None, *, label: str | None = None
+              ) -> np.ndarray | None:
+        """The array kept under ``name`` as ``(n, width)`` rows of ``dtype`` (``rows``: the n it
+        must have), or None when the store has none; a mismatch is an IndexFormatError that calls
+        it ``label`` (default: its name)."""
+        try:
+            row = self._conn.execute("SELECT dtype, data FROM arrays WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError:  # no arrays table: a store written before it existed
+            return None
+        if row is None:
+            return None
+        size = np.dtype(dtype).itemsize * width
+        if row[0] != dtype or not isinstance(row[1], bytes) or len(row[1]) % size or (
+                rows is not None and len(row[1]) != rows * size):
+            raise IndexFormatError(f"passage store {self.path} is damaged: its {label or name} array has the wrong "
+                                   f"shape or type")
+        return np.frombuffer(row[1], dtype=dtype).reshape(-1, width)
 
     def document_passages(self) -> dict[str, StoredDocument]:
         """Every document's row id, title-prefix flag and passages, by document id."""
