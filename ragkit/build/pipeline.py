@@ -22,7 +22,7 @@ import numpy as np
 from ragkit.build import stages
 from ragkit.build.executor import Executor, LocalExecutor
 from ragkit.build.options import BuildOptions, BuildResult, options_of
-from ragkit.build.refill import Current, drift, fresh_entry, kept_entry, refill
+from ragkit.build.refill import Current, drift, fresh_entry, in_place, in_place_applies, kept_entry, refill
 from ragkit.build.reuse import Kept, RecordedModel, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
@@ -172,7 +172,8 @@ def update_index(
             kept = Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
                          manifest.get("chunker") or {}, encoder, encoder_files,
                          current.vectors if current.vectors.exact else None,
-                         Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"])))
+                         Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
+                                 root / manifest["vectors"]["file"]))
             kept.duplicates = known_keys(current.store, manifest.get("duplicates"),
                                          [stored[d.id].row for d in kept_docs])
             model = RecordedModel(manifest["model"], given=embedder,
@@ -205,7 +206,15 @@ def _write(
     def encode(batch: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         return executor.embed_passages(batch, embedder, progress)
 
-    if kept is not None and kept.vectors is not None and reused is not None:  # kept passages keep their exact vectors
+    current = kept.current if kept is not None and reused is not None else None
+    changed = 0
+    if current is not None and reused is not None:  # passages added plus passages removed
+        changed = int(np.count_nonzero(reused < 0)) + current.passages - int(np.count_nonzero(reused >= 0))
+    vectors: np.ndarray | None = None
+    if reused is not None and in_place_applies(current, changed, embedder.dimension):  # only new vectors needed
+        fresh = np.flatnonzero(reused < 0)
+        fresh_vectors, embedded = stages.embed(root, [texts[i] for i in fresh], embedder, progress, encode)
+    elif kept is not None and kept.vectors is not None and reused is not None:  # kept passages keep their exact vectors
         fresh = np.flatnonzero(reused < 0)
         vectors = np.empty((len(texts), kept.vectors.dimension), dtype=np.float32)
         vectors[reused >= 0] = kept.vectors.reconstruct(reused[reused >= 0])
@@ -239,11 +248,13 @@ def _write(
     doc_lexical.save(root / names["doclexical"])
     ids = np.arange(len(texts), dtype=np.int64)
     vector_entry = None
-    current = kept.current if kept is not None and reused is not None else None
-    if current is not None:
-        changed = int(np.count_nonzero(reused < 0)) + current.passages - int(np.count_nonzero(reused >= 0))
+    if vectors is None:  # an update in place: the current vectors stay where they are
+        assert current is not None and reused is not None
+        vector_entry = in_place(root / names["vectors"], current, reused, fresh_vectors, changed, progress)
+    elif current is not None:
         vector_entry = refill(root / names["vectors"], ids, vectors, current, changed, progress)
     if vector_entry is None:
+        assert vectors is not None
         keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
         vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
         vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, vector_options, progress, texts,

@@ -37,6 +37,7 @@ class Current:
     index: VectorIndex
     entry: dict[str, Any]
     passages: int
+    file: Path | None = None  # its vector file, read again into memory by an update in place
 
 
 def history(entry: dict[str, Any], passages: int) -> tuple[int, int]:
@@ -88,3 +89,35 @@ def refill(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Current | 
     entry = {k: current.entry[k] for k in ("index_type", "factory", "search", "tuning") if k in current.entry}
     entry["retrain"] = kept_entry(current, changed, refilled=True)
     return entry
+
+
+def in_place_applies(current: Current | None, changed: int, dimension: int) -> bool:
+    """Whether an update can keep the current index's vectors where they are (:func:`in_place`)."""
+    return (current is not None and current.file is not None and current.index.updatable
+            and current.index.dimension == dimension and drift(current, changed)[2])
+
+
+def in_place(path: Path, current: Current, reused: np.ndarray, fresh_vectors: np.ndarray, changed: int,
+             progress: Progress) -> dict[str, Any]:
+    """Write the next generation's index as the current one with its vectors kept in place: kept
+    passages' vectors take their new ids, removed ones become tombstones (:meth:`VectorIndex.relabel`)
+    and only the new passages' vectors are added (``add_with_ids``). The cost is what changed,
+    not a re-insertion of every vector: a graph (HNSW) gains nodes, inverted lists gain entries.
+    ``reused[i]``: the current id of the next generation's passage ``i``, -1 for a new one."""
+    assert current.file is not None
+    entry = current.entry
+    index = VectorIndex.load(current.file, entry["factory"], current.index.dimension, entry.get("search"),
+                             tombstones=int(entry.get("tombstones", 0)), mapped=False)
+    new_of_old = np.full(max(int(reused.max(initial=-1)) + 1, len(index.ids())), -1, dtype=np.int64)
+    kept = np.flatnonzero(reused >= 0)
+    new_of_old[reused[kept]] = kept
+    index.relabel(new_of_old)
+    fresh = np.flatnonzero(reused < 0)
+    progress.start("Indexing (in place)", len(fresh))
+    index.add_in_pieces(fresh, fresh_vectors, progress.advance)
+    progress.start("Writing", None)
+    index.save(path)
+    out = {k: entry[k] for k in ("index_type", "factory", "search", "tuning") if k in entry}
+    out["tombstones"] = index.tombstones
+    out["retrain"] = kept_entry(current, changed, refilled=True)
+    return out

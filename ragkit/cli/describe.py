@@ -18,6 +18,8 @@ def vectors_line(v: dict) -> str:
     if r.get("passages"):
         line += (f"; trained and tuned at {r['passages']:,} passages, {r.get('changed', 0):,} changed since "
                  f"(retrained past {100 * float(r.get('share', 0.1)):g} %)")
+    if v.get("tombstones"):
+        line += f"; {v['tombstones']:,} removed passages' vectors skipped until then"
     return line
 
 

@@ -222,6 +222,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
     for key in ("passages", "changed"):
         _int(retrain, "vectors.retrain.", key, 0, MAX_COUNT, required=False)
     _number(retrain, "vectors.retrain.", "share", 0.0, 1.0)
+    _int(v, "vectors.", "tombstones", 0, MAX_COUNT, required=False)  # checked against the file when it is read
     if v.get("dimension") is not None and _int(v, "vectors.", "dimension", 1, MAX_DIMENSION) != model.dimension:
         raise _Bad("vectors.dimension", f"({v['dimension']}) differs from model.dimension ({model.dimension})")
     factory = _text(v, "vectors.", "factory", limit=256)

@@ -262,11 +262,11 @@ def settings() -> dict[str, Any]:
 KEYS, PAIRS = "dedup_keys", "dedup_pairs"  # their names among the store's arrays
 
 
-def known_keys(store: Any, entry: dict[str, Any] | None, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+def known_keys(store: Any, entry: object, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
     """The current generation's keys of the document rows ``rows`` (the documents an update
     keeps) and its confirmed pairs, or None where it has none to take over (an index written
     before they were kept, or with other detection settings)."""
-    entry = entry or {}
+    entry = entry if isinstance(entry, dict) else {}
     if any(entry.get(k) != v for k, v in settings().items()):
         return None
     keys = store.array(KEYS, "<u8", 3 + len(_bands(THRESHOLD)), store.counts()["documents"])

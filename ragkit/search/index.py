@@ -155,7 +155,7 @@ class Index:
             check(self._data, self.manifest["files"], full=True)
         counts = self.manifest["counts"]
         found = {
-            "vectors": len(self.vectors),
+            "vectors": self.vectors.live,
             "passages": self.store.counts()["passages"],
             "lexical passages": len(self.lexical),
             "documents": self.store.counts()["documents"],
@@ -169,7 +169,8 @@ class Index:
         ids = np.sort(self.lexical.ids)
         if not np.array_equal(ids, np.arange(counts["passages"])):
             raise IndexFormatError(f"index {self.path} is inconsistent: lexical ids differ from passage ids")
-        if not np.array_equal(np.sort(self.vectors.ids()), ids):
+        stored = self.vectors.ids()
+        if np.count_nonzero(stored < 0) != self.vectors.tombstones or not np.array_equal(np.sort(stored[stored >= 0]), ids):
             raise IndexFormatError(f"index {self.path} is inconsistent: vector ids differ from passage ids")
         probe = ids[:: max(1, len(ids) // 64)]
         stored = self.store.passages(probe.tolist())
@@ -202,7 +203,7 @@ class Index:
         v = self.manifest["vectors"]
         with self._reading():
             return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
-                                    params=v.get("search"))
+                                    params=v.get("search"), tombstones=int(v.get("tombstones", 0)))
 
     @cached_property
     def lexical(self) -> LexicalIndex:

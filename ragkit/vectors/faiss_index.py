@@ -64,10 +64,12 @@ class VectorIndex:
     tuned at build time; a search for more than 10 hits widens them to at least ``k``.
     """
 
-    def __init__(self, index: faiss.Index, factory: str, params: Mapping[str, float] | None = None) -> None:
+    def __init__(self, index: faiss.Index, factory: str, params: Mapping[str, float] | None = None,
+                 tombstones: int = 0) -> None:
         self._index = index
         self.factory = factory
         self.params: dict[str, float] = dict(params or {})
+        self.tombstones = int(tombstones)  # stored vectors of removed passages (id -1), never returned
         self._inner = faiss_module().downcast_index(index.index) if hasattr(index, "id_map") else index
         self._matrix: np.ndarray | None = None
         self._ids: np.ndarray | None = None
@@ -104,6 +106,17 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def live(self) -> int:
+        """The stored vectors that belong to passages (all of them but the tombstones)."""
+        return len(self) - self.tombstones
+
+    @property
+    def updatable(self) -> bool:
+        """Whether an update can add and drop vectors in place (:meth:`relabel`): approximate
+        types searched without a refine stage, which cannot pass the tombstone filter on."""
+        return not self.exact and "k_factor" not in self.tunable
 
     @property
     def exact(self) -> bool:
@@ -161,6 +174,21 @@ class VectorIndex:
         ivf = _ivf(self._inner)
         if ivf is not None and ivf.direct_map.type == 0:
             ivf.make_direct_map()  # reconstruct(id), needed by hybrid scoring and filtered search
+        self._matrix = self._ids = self._sorted = self._subset = None
+
+    def relabel(self, new_of_old: np.ndarray) -> None:
+        """Give each stored vector its passage's id in the next generation (``new_of_old[old id]``),
+        and removed passages' vectors (-1 there) the id -1: tombstones that searches skip, so an
+        update neither rebuilds a graph nor re-encodes a list. Retraining past the share
+        (:mod:`ragkit.build.refill`) writes the index afresh without them."""
+        faiss = faiss_module()
+        ids = self.ids()
+        out = np.full(ids.shape, -1, dtype=np.int64)
+        valid = (ids >= 0) & (ids < len(new_of_old))
+        out[valid] = new_of_old[ids[valid]]
+        faiss.copy_array_to_vector(out, self._index.id_map)
+        self._index.construct_rev_map()
+        self.tombstones = int(np.count_nonzero(out < 0))
         self._matrix = self._ids = self._sorted = self._subset = None
 
     def merge_from(self, other: VectorIndex) -> None:
@@ -225,7 +253,8 @@ class VectorIndex:
     def _search_approximate(self, q: np.ndarray, k: int, allowed: np.ndarray | None,
                             settings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
-            return self._index.search(q, k, params=self._parameters(settings, k, None))
+            live = faiss_module().IDSelectorRange(0, 2**62) if self.tombstones else None  # no tombstone comes back
+            return self._index.search(q, k, params=self._parameters(settings, k, live))
         if "k_factor" in self.tunable:  # FAISS cannot pass an id filter through a refine stage
             return self._overfetch(q, k, allowed, settings)
         widen = min(len(self) / max(len(allowed), 1), _MAX_WIDENED)
@@ -341,7 +370,10 @@ class VectorIndex:
         faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: str | Path, factory: str, dimension: int, params: Mapping[str, float] | None = None) -> VectorIndex:
+    def load(cls, path: str | Path, factory: str, dimension: int, params: Mapping[str, float] | None = None,
+             *, tombstones: int = 0, mapped: bool = True) -> VectorIndex:
+        """Read a vector file, its counts checked against its size first; approximate types are
+        memory-mapped unless ``mapped`` is False (an update that adds to a copy in memory)."""
         faiss = faiss_module()
         p = Path(path)
         if not p.is_file() or p.stat().st_size < 16:
@@ -353,7 +385,7 @@ class VectorIndex:
             with bounded_memory(faiss, p.stat().st_size):  # inner arrays (HNSW, IVF) no larger than the file justifies
                 # approximate types mapped, not copied (README "Large indexes"); exact ones read:
                 # NumPy's product over FAISS's unaligned mapped codes ran 4.6x slower
-                index = faiss.read_index(str(p), 0 if flat else getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
+                index = faiss.read_index(str(p), 0 if flat or not mapped else getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
         except (RuntimeError, MemoryError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, MemoryError) or "deserialization" in first or "bad_alloc" in first:
@@ -367,7 +399,9 @@ class VectorIndex:
         unknown = set(params or {}) - set(PARAMETERS)
         if unknown:
             raise IndexFormatError(f"unknown search parameter {sorted(unknown)[0]!r} for {p}")
-        return cls(index, factory, params)
+        if not 0 <= int(tombstones) <= int(index.ntotal):
+            raise IndexFormatError(f"vector file {p} holds {index.ntotal} vectors, manifest says {tombstones} are removed")
+        return cls(index, factory, params, tombstones)
 
 
 @contextmanager
