@@ -62,7 +62,7 @@ def test_search_table_and_info(built):
     info = runner.invoke(app, ["info", "--index", str(built)])
     assert info.exit_code == 0 and "all-MiniLM-L6-v2" in info.stdout and "3 documents" in info.stdout
     info_json = json.loads(runner.invoke(app, ["info", "--index", str(built), "--json"]).stdout)
-    assert info_json["counts"] == {"documents": 3, "passages": 3}
+    assert info_json["counts"] == {"documents": 3, "passages": 3, "passage_ids": 3}
 
 
 def test_queries_file_prints_one_json_per_line(built, tmp_path):

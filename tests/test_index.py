@@ -50,7 +50,7 @@ def test_persistence_round_trip_and_manifest(real_index, real_embedder):
     assert manifest["model"]["dimension"] == 384
     assert manifest["model"]["normalized"] is True
     assert manifest["vectors"]["factory"] == "Flat"
-    assert manifest["counts"] == {"documents": 3, "passages": 3}
+    assert manifest["counts"] == {"documents": 3, "passages": 3, "passage_ids": 3}
     assert manifest["chunker"]["max_tokens"] == 254  # 256-token window minus [CLS] and [SEP]
     # a second, independent open (fresh embedder from the manifest) gives identical results
     first = Index.open(real_index, embedder=real_embedder).search("baking with yeast", k=3)

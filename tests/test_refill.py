@@ -84,7 +84,8 @@ def test_a_small_update_keeps_the_trained_index_and_its_vectors_in_place(ivf, tm
     assert before["retrain"] == {"passages": 1200, "changed": 0, "share": RETRAIN_SHARE, "refilled": False}
     with Index.open(root) as index:
         centroids = _centroids(index)
-        vector_of = {text: index.vectors.reconstruct(np.array([pid]))[0] for text, pid in _passages_by_text(index).items()}
+        ids_before = _passages_by_text(index)
+        vector_of = {text: index.vectors.reconstruct(np.array([pid]))[0] for text, pid in ids_before.items()}
     update_index(root, add=_docs(10, start=5000, seed=1), remove=["d1", "d2", "d3"])
     after = _manifest(root)["vectors"]
     assert after["retrain"]["refilled"] is True
@@ -95,10 +96,12 @@ def test_a_small_update_keeps_the_trained_index_and_its_vectors_in_place(ivf, tm
         assert np.array_equal(_centroids(index), centroids), "the quantiser was retrained"
         assert (len(index.vectors), index.vectors.live, index.vectors.tombstones) == (1210, 1207, 3)
         assert index.verify()["vectors"] == 1207
-        # every kept passage's new id holds the very vector (codes) it had: nothing was re-encoded
-        for text, pid in list(_passages_by_text(index).items())[:200]:
-            if text in vector_of:
-                assert np.array_equal(index.vectors.reconstruct(np.array([pid]))[0], vector_of[text])
+        # every kept passage keeps its id and the very vector (codes) it had: nothing was re-encoded
+        ids_after = _passages_by_text(index)
+        kept = [text for text in ids_after if text in ids_before]
+        assert len(kept) == 1197 and all(ids_after[t] == ids_before[t] for t in kept)
+        for text in kept[:200]:
+            assert np.array_equal(index.vectors.reconstruct(np.array([ids_after[text]]))[0], vector_of[text])
         assert _recall_against_exact(index) >= 0.9
         new = index.search(" ".join(_docs(1, start=5000, seed=1)[0].text.split()[:12]), k=5, mode="dense")
         assert any(r.doc_id.startswith("d5") for r in new)

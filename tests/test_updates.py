@@ -69,7 +69,7 @@ def test_add_upserts_and_remove_by_id_and_source(tmp_path, fake_embedder):
     idx = Index.open(tmp_path, embedder=fake_embedder)
     assert idx.search("volcanoes", k=1, mode="lexical")[0].doc_id == "d1"
     assert idx.search("topic1", k=5, mode="lexical") == []  # the old text of d1 is gone
-    assert idx.manifest["counts"] == {"documents": 7, "passages": 7}
+    assert idx.manifest["counts"] == {"documents": 7, "passages": 7, "passage_ids": 7}  # one unused id of 8: renumbered
 
     res = update_index(tmp_path, remove=["d0"], remove_source="/src/b/*", embedder=emb)
     assert res.documents == 3 and res.embedded == 0
@@ -156,18 +156,28 @@ def _long_doc(i: int, version: int = 0) -> Document:
 QUERIES = ["volcanoes ash", "glaciers", "document 3 rivers", "carbon forests heat", "report 7", "dunes"]
 
 
+def _passage_ids(root, embedder) -> dict[tuple[str, int, int], int]:
+    """Each passage's id, by (document id, start, end)."""
+    with Index.open(root, embedder=embedder) as idx:
+        return {(p.doc_id, p.start, p.end): p.id for p in idx.store.iter_passages()}
+
+
 def _snapshot(root, embedder) -> dict:
-    """Everything an update must reproduce: documents, passages, BM25 scores, results."""
+    """Everything an update must reproduce: documents, passages, BM25 scores, results. Passages
+    are named by (document, span), not id: an update keeps ids that a fresh build numbers anew."""
+    key = _passage_ids(root, embedder)
+    name = {pid: span for span, pid in key.items()}
     with Index.open(root, embedder=embedder) as idx:
         docs = [(d.id, d.text, d.title, d.source) for d in idx.store.documents()]
-        passages = [(p.id, p.doc_id, p.start, p.end) for p in idx.store.iter_passages()]
-        lexical = {q: (idx.lexical.ids.tolist(), idx.lexical.score_all(q).tolist(),
+        passages = sorted(key)
+        lexical = {q: (sorted(zip([name[i] for i in idx.lexical.ids.tolist()], idx.lexical.score_all(q).tolist())),
                        idx.doc_lexical.ids.tolist(), idx.doc_lexical.score_all(q).tolist()) for q in QUERIES}
         results = {(q, mode): [(r.doc_id, r.start, r.end, round(r.score, 6)) for r in idx.search(q, k=8, mode=mode)]
                    for q in QUERIES for mode in ("lexical", "dense", "hybrid")}
         idx.verify()
         m = idx.manifest
-        facts = (m["counts"], m["chunker"], {k: v for k, v in m["lexical"].items() if not k.endswith("dir")})
+        counts = {k: v for k, v in m["counts"].items() if k != "passage_ids"}
+        facts = (counts, m["chunker"], {k: v for k, v in m["lexical"].items() if not k.endswith("dir")})
     return {"docs": docs, "passages": passages, "lexical": lexical, "results": results, "facts": facts}
 
 
@@ -187,9 +197,29 @@ def test_updated_index_equals_a_fresh_build(tmp_path, fake_embedder):
                  remove=["doc0", "doc17"], remove_source="/src/y/2*", embedder=fake_embedder)
     updated = _snapshot(root, fake_embedder)
     # 30 + 2 new - doc0, doc17 - 2, 20, 22, 24, 26, 28 (the source glob); 4 and 11 replaced (now last)
-    assert len(updated["docs"]) == 24 and updated["passages"][-1][0] == len(updated["passages"]) - 1
+    assert len(updated["docs"]) == 24
     assert updated == _rebuilt(tmp_path, root, fake_embedder)
+    counts = json.loads((root / "manifest.json").read_text())["counts"]  # 20 of 84 passages went: renumbered
+    assert counts["passage_ids"] == counts["passages"] == 67 and max(_passage_ids(root, fake_embedder).values()) == 66
     update_index(root, remove=["doc40", "doc5"], embedder=fake_embedder)  # a remove after an update
+    assert _snapshot(root, fake_embedder) == _rebuilt(tmp_path / "again", root, fake_embedder)
+
+
+def test_kept_passages_keep_their_ids_and_the_update_equals_a_fresh_build(tmp_path, fake_embedder):
+    root = tmp_path / "idx"
+    build_index([_long_doc(i) for i in range(30)], root, embedder=fake_embedder)
+    before = _passage_ids(root, fake_embedder)
+    update_index(root, add=[_long_doc(4, version=1), _long_doc(40)], remove=["doc17"], embedder=fake_embedder)
+    after = _passage_ids(root, fake_embedder)
+    kept = {span for span in after if span[0] not in {"doc4", "doc40"}}
+    assert len(kept) > 70 and all(after[span] == before[span] for span in kept)
+    assert min(after[span] for span in set(after) - kept) == max(before.values()) + 1  # new ones: unused ids
+    counts = json.loads((root / "manifest.json").read_text())["counts"]
+    assert counts["passage_ids"] == max(after.values()) + 1 > counts["passages"] == len(after)
+    assert _snapshot(root, fake_embedder) == _rebuilt(tmp_path, root, fake_embedder)
+    update_index(root, add=[_long_doc(41)], embedder=fake_embedder)  # and again, on top of the unused ids
+    again = _passage_ids(root, fake_embedder)
+    assert all(again[span] == after[span] for span in after)
     assert _snapshot(root, fake_embedder) == _rebuilt(tmp_path / "again", root, fake_embedder)
 
 

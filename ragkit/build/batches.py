@@ -133,17 +133,16 @@ def chunked_kept(docs: list[Document], parts: list[ChunkPart], kept: Kept | None
     return Kept(stored, None, None, settings, None)  # type: ignore[arg-type]  # only documents and chunker are read
 
 
-def merged_lexical(docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+def merged_lexical(docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
                    reused: np.ndarray | None, parts: list[ChunkPart]) -> tuple[LexicalIndex, LexicalIndex]:
     """The BM25 indexes from the workers' term counts, equal to :func:`ragkit.build.stages.lexical`'s."""
-    ids = np.arange(len(texts), dtype=np.int64)
     doc_ids = np.asarray(doc_rows, dtype=np.int64)
     if kept is None:
         return (LexicalIndex.from_counts(ids, [p.passages for p in parts]),
                 LexicalIndex.from_counts(doc_ids, [p.documents for p in parts]))
     same_analysis = kept.lexical.analyzer.config() == kept.doc_lexical.analyzer.config() == Analyzer().config()
     if reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts and same_analysis):
-        return stages.lexical(docs, texts, doc_rows, kept, reused)
+        return stages.lexical(docs, texts, ids, doc_rows, kept, reused)
     reuse_docs = [kept.documents[d.id].row if d.id in kept.documents else -1 for d in docs]
     return (kept.lexical.updated(ids, reused, counts=[p.passages for p in parts]),
             kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64),

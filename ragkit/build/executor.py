@@ -38,7 +38,7 @@ class Executor(Protocol):
     def embed_passages(self, texts: Sequence[str], embedder: Embedder,
                        progress: Callable[[int], None] | None = None) -> np.ndarray: ...
 
-    def lexical(self, docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+    def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
                 reused: np.ndarray | None) -> tuple[LexicalIndex, LexicalIndex]: ...
 
     def write_vectors(self, path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
@@ -60,9 +60,9 @@ class LocalExecutor:
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
         return embedder.embed_passages(texts, progress=progress)
 
-    def lexical(self, docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+    def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
                 reused: np.ndarray | None) -> tuple[LexicalIndex, LexicalIndex]:
-        return stages.lexical(docs, texts, doc_rows, kept, reused)
+        return stages.lexical(docs, texts, ids, doc_rows, kept, reused)
 
     def write_vectors(self, path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
                       progress: Progress, texts: Sequence[str], embedder: Embedder) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ragkit.build import stages
 from ragkit.build.executor import Executor, LocalExecutor
 from ragkit.build.options import BuildOptions, BuildResult, options_of
 from ragkit.build.refill import Current, drift, fresh_entry, in_place, in_place_applies, kept_entry, refill
-from ragkit.build.reuse import Kept, RecordedModel, reused_passages
+from ragkit.build.reuse import Kept, RecordedModel, passage_ids, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError
@@ -174,6 +174,7 @@ def update_index(
                          current.vectors if current.vectors.exact else None,
                          Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
                                  root / manifest["vectors"]["file"]))
+            kept.id_space = int(manifest["counts"].get("passage_ids", manifest["counts"]["passages"]))
             kept.duplicates = known_keys(current.store, manifest.get("duplicates"),
                                          [stored[d.id].row for d in kept_docs])
             model = RecordedModel(manifest["model"], given=embedder,
@@ -230,11 +231,12 @@ def _write(
         "lexical": f"lexical-{generation:06d}",
         "doclexical": f"doclexical-{generation:06d}",
     }
+    ids = passage_ids(reused, kept.id_space) if kept is not None and reused is not None else np.arange(len(texts))
     store = Store.create(root / names["store"])
     rows: list[tuple[int, int, int, int]] = []
     doc_rows = store.add_documents(docs, prefixed)
     for rowid, doc_spans in zip(doc_rows, spans):
-        rows.extend((len(rows), rowid, s, e) for s, e in doc_spans)
+        rows.extend((int(ids[len(rows)]), rowid, s, e) for s, e in doc_spans)
     store.add_passages(rows)
     from ragkit.ingest.dedup import write_for_build  # reprint groups (ragkit.ingest.dedup)
 
@@ -243,14 +245,13 @@ def _write(
                                  kept.duplicates if kept is not None else None)
     store.commit()
     store.close()
-    lexical, doc_lexical = executor.lexical(docs, texts, doc_rows, kept, reused)
+    lexical, doc_lexical = executor.lexical(docs, texts, ids, doc_rows, kept, reused)
     lexical.save(root / names["lexical"])
     doc_lexical.save(root / names["doclexical"])
-    ids = np.arange(len(texts), dtype=np.int64)
     vector_entry = None
     if vectors is None:  # an update in place: the current vectors stay where they are
         assert current is not None and reused is not None
-        vector_entry = in_place(root / names["vectors"], current, reused, fresh_vectors, changed, progress)
+        vector_entry = in_place(root / names["vectors"], current, reused, ids, fresh_vectors, changed, progress)
     elif current is not None:
         vector_entry = refill(root / names["vectors"], ids, vectors, current, changed, progress)
     if vector_entry is None:
@@ -281,7 +282,7 @@ def _write(
         vectors={"file": names["vectors"], "dimension": embedder.dimension, **vector_entry},
         store={"file": names["store"]},
         lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
-        counts={"documents": len(docs), "passages": len(texts)},
+        counts={"documents": len(docs), "passages": len(texts), "passage_ids": int(ids.max(initial=-1)) + 1},
         query_encoder=query_encoder,
         duplicates=duplicates,
         sources=sources,

@@ -309,10 +309,10 @@ class RayExecutor:
             return np.zeros((0, dimension), dtype=np.float32)
         return np.concatenate([np.frombuffer(p, dtype=np.float32).reshape(-1, dimension) for p in packed])
 
-    def lexical(self, docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None,
+    def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
                 reused: np.ndarray | None) -> tuple[LexicalIndex, LexicalIndex]:
         """BM25 merged from the workers' term counts (of the last :meth:`chunk` call)."""
-        return batches.merged_lexical(docs, texts, doc_rows, kept, reused, self._parts)
+        return batches.merged_lexical(docs, texts, ids, doc_rows, kept, reused, self._parts)
 
     def write_vectors(self, path: Path, ids: np.ndarray, vectors: np.ndarray, options: BuildOptions,
                       progress: Progress, texts: Sequence[str], embedder: Embedder) -> dict[str, Any]:

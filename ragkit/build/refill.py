@@ -97,24 +97,25 @@ def in_place_applies(current: Current | None, changed: int, dimension: int) -> b
             and current.index.dimension == dimension and drift(current, changed)[2])
 
 
-def in_place(path: Path, current: Current, reused: np.ndarray, fresh_vectors: np.ndarray, changed: int,
-             progress: Progress) -> dict[str, Any]:
+def in_place(path: Path, current: Current, reused: np.ndarray, ids: np.ndarray, fresh_vectors: np.ndarray,
+             changed: int, progress: Progress) -> dict[str, Any]:
     """Write the next generation's index as the current one with its vectors kept in place: kept
     passages' vectors take their new ids, removed ones become tombstones (:meth:`VectorIndex.relabel`)
     and only the new passages' vectors are added (``add_with_ids``). The cost is what changed,
     not a re-insertion of every vector: a graph (HNSW) gains nodes, inverted lists gain entries.
-    ``reused[i]``: the current id of the next generation's passage ``i``, -1 for a new one."""
+    ``reused[i]``: the current id of the next generation's passage ``i`` (-1 for a new one),
+    ``ids[i]`` its next id: the same while ids are stable (:func:`ragkit.build.reuse.passage_ids`)."""
     assert current.file is not None
     entry = current.entry
     index = VectorIndex.load(current.file, entry["factory"], current.index.dimension, entry.get("search"),
                              tombstones=int(entry.get("tombstones", 0)), mapped=False)
     new_of_old = np.full(max(int(reused.max(initial=-1)) + 1, len(index.ids())), -1, dtype=np.int64)
     kept = np.flatnonzero(reused >= 0)
-    new_of_old[reused[kept]] = kept
+    new_of_old[reused[kept]] = ids[kept]
     index.relabel(new_of_old)
     fresh = np.flatnonzero(reused < 0)
     progress.start("Indexing (in place)", len(fresh))
-    index.add_in_pieces(fresh, fresh_vectors, progress.advance)
+    index.add_in_pieces(ids[fresh], fresh_vectors, progress.advance)
     progress.start("Writing", None)
     index.save(path)
     out = {k: entry[k] for k in ("index_type", "factory", "search", "tuning") if k in entry}

@@ -1,8 +1,8 @@
 """What an update takes over from the current generation, and the model as the manifest records it.
 
-Kept documents keep their stored passage spans (no re-chunking), their exact vectors (taken
-from the current FAISS index) and their BM25 term counts; only new or changed documents are
-chunked, embedded and analysed.
+Kept documents keep their stored passage spans (no re-chunking), their passage ids
+(:func:`passage_ids`), their exact vectors (taken from the current FAISS index) and their BM25
+term counts; only new or changed documents are chunked, embedded and analysed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Kept:
     vectors: VectorIndex | None = None  # the current exact vectors (None: take them from the cache)
     current: Current | None = None  # the current vector index and its entry (refilled while little changed)
     duplicates: tuple[np.ndarray, np.ndarray] | None = None  # kept documents' reprint keys, current pairs
+    id_space: int = 0  # the current generation's passage ids run below this (counts.passage_ids)
 
 
 class RecordedModel:
@@ -96,3 +97,20 @@ def reused_passages(docs: list[Document], spans: list[list[tuple[int, int]]], ke
         else:
             out.extend([-1] * len(doc_spans))
     return np.asarray(out, dtype=np.int64)
+
+
+HOLES_SHARE = 0.10  # renumber every passage once removed passages' ids leave this share of the id space unused
+
+
+def passage_ids(reused: np.ndarray, id_space: int) -> np.ndarray:
+    """Each passage's id in the next generation: a kept passage keeps the id it has (``reused``),
+    a new one takes the next id never used (from ``id_space`` up). Ids of removed passages stay
+    unused; once they would pass :data:`HOLES_SHARE` of the id space, every passage is numbered
+    afresh from 0 (a compaction, as a full build does), so arrays indexed by id stay small."""
+    ids = np.asarray(reused, dtype=np.int64).copy()
+    fresh = ids < 0
+    ids[fresh] = max(int(id_space), int(ids.max(initial=-1)) + 1) + np.arange(int(fresh.sum()), dtype=np.int64)
+    top = int(ids.max(initial=-1)) + 1
+    if top - len(ids) > HOLES_SHARE * top:
+        return np.arange(len(ids), dtype=np.int64)
+    return ids

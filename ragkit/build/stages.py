@@ -158,15 +158,15 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
 
 
 def lexical(
-    docs: list[Document], texts: list[str], doc_rows: list[int], kept: Kept | None, reused: np.ndarray | None,
+    docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
+    reused: np.ndarray | None,
 ) -> tuple[LexicalIndex, LexicalIndex]:
-    """BM25 over passages (ids: passage ids) and over whole documents (ids: document row ids).
+    """BM25 over passages (``ids``: their passage ids) and over whole documents (ids: document row ids).
 
     With ``kept`` (an update) and ``reused`` (each passage's id in the current generation, -1
     for new ones), kept documents take their term counts over from the current indexes and only
     the text of the others is analysed; the scores equal a fresh build's.
     """
-    ids = np.arange(len(texts), dtype=np.int64)
     doc_ids = np.asarray(doc_rows, dtype=np.int64)
     if kept is None or reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
         return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])

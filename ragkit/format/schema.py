@@ -247,6 +247,8 @@ def _parse(data: dict[str, Any]) -> Manifest:
     passages = _int(c, "counts.", "passages", 0, MAX_COUNT)
     if documents > passages:  # type: ignore[operator]
         raise _Bad("counts.documents", f"({documents}) exceeds counts.passages ({passages})")
+    # ids of removed passages stay unused up to 10 % of the id space (build/reuse.py): allow twice the count
+    _int(c, "counts.", "passage_ids", passages, 2 * passages + 1024, required=False)  # type: ignore[operator]
     encoder = data.get("query_encoder")
     encoder_dir = None
     if encoder is not None:

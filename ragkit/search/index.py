@@ -167,7 +167,7 @@ class Index:
             if value != expected[key]:
                 raise IndexFormatError(f"index {self.path} is inconsistent: {value} {key}, manifest says {expected[key]}")
         ids = np.sort(self.lexical.ids)
-        if not np.array_equal(ids, np.arange(counts["passages"])):
+        if not np.array_equal(ids, np.flatnonzero(self.store.passage_document_rows() >= 0)):
             raise IndexFormatError(f"index {self.path} is inconsistent: lexical ids differ from passage ids")
         stored = self.vectors.ids()
         if np.count_nonzero(stored < 0) != self.vectors.tombstones or not np.array_equal(np.sort(stored[stored >= 0]), ids):
@@ -205,9 +205,16 @@ class Index:
             return VectorIndex.load(self._data / v["file"], v["factory"], int(self.manifest["model"]["dimension"]),
                                     params=v.get("search"), tombstones=int(v.get("tombstones", 0)))
 
+    @property
+    def id_space(self) -> int:
+        """Passage ids run below this: the passage count, plus removed passages' ids kept unused
+        by updates so that the others stay stable (``counts.passage_ids``)."""
+        counts = self.manifest["counts"]
+        return int(counts.get("passage_ids", counts["passages"]))
+
     @cached_property
     def lexical(self) -> LexicalIndex:
-        return self._load_lexical("dir", 0, len(self) - 1)
+        return self._load_lexical("dir", 0, self.id_space - 1)
 
     @cached_property
     def doc_lexical(self) -> LexicalIndex:

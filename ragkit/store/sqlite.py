@@ -353,10 +353,10 @@ class Store:
         return {"documents": int(docs), "passages": int(passages)}
 
 
-def _check_ids(path: Path, what: str, ids: np.ndarray, first: int) -> None:
-    """ragkit numbers rows from ``first`` up without gaps: ids beyond their count are damage, and
-    arrays indexed by id are never sized by a damaged value (an id of 10^12 is 7 TiB)."""
-    if ids.size and (int(ids.min()) < first or int(ids.max()) >= ids.size + first):
+def _check_ids(path: Path, what: str, ids: np.ndarray, first: int, unused: int = 0) -> None:
+    """ragkit numbers rows from ``first`` up, with at most ``unused`` ids left out: ids beyond are
+    damage, and arrays indexed by id are never sized by a damaged value (an id of 10^12 is 7 TiB)."""
+    if ids.size and (int(ids.min()) < first or int(ids.max()) >= ids.size + first + unused):
         raise IndexFormatError(f"passage store {path} is damaged: {what} ids run from {int(ids.min())} to "
                                f"{int(ids.max())} for {ids.size} rows")
 
@@ -365,7 +365,7 @@ def _check_ids(path: Path, what: str, ids: np.ndarray, first: int) -> None:
 def _document_rows_of(path: Path, id_doc: Sequence[tuple[int, int]]) -> np.ndarray:
     """The document row of each passage, indexed by passage id, from (passage id, document row) pairs."""
     pairs = np.array(id_doc, dtype=np.int64).reshape(-1, 2)
-    _check_ids(path, "passage", pairs[:, 0], 0)
+    _check_ids(path, "passage", pairs[:, 0], 0, len(pairs) + 1024)  # removed passages' ids stay unused (reuse.py)
     out = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
     out[pairs[:, 0]] = pairs[:, 1]
     return out
