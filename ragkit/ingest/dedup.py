@@ -61,19 +61,29 @@ def _shingles(words: list[str]) -> set[str]:
 
 
 class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
+    """Union-find over 0..n-1 that stores only the elements joined (a few among millions)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
 
     def find(self, x: int) -> int:
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
+        parent = self.parent
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
         return x
 
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+    def roots(self, n: int) -> np.ndarray:
+        """The root of each of 0..n-1."""
+        out = np.arange(n, dtype=np.int64)
+        for x in list(self.parent):
+            out[x] = self.find(x)
+        return out
 
 
 def find_duplicates(texts: Sequence[str], *, near: bool = True, threshold: float = THRESHOLD) -> list[list[int]]:
@@ -147,7 +157,7 @@ def groups_of(keys: np.ndarray, texts: Sequence[str], *, threshold: float = THRE
     rows = np.flatnonzero(keys[:, 2] > 0)
     classes, first, inverse = np.unique(_exact(keys[rows]), return_index=True, return_inverse=True)
     rep = rows[first]  # the first text of each exact class
-    uf = _UnionFind(len(classes))
+    uf = _UnionFind()
     old = np.zeros(len(classes), dtype=bool)
     taken = np.zeros((0, 4), dtype=np.uint64)
     if known is not None:
@@ -158,10 +168,12 @@ def groups_of(keys: np.ndarray, texts: Sequence[str], *, threshold: float = THRE
             uf.union(int(x), int(y))
         taken = known[1][both]
     confirmed = _near(keys, texts, rep, old, uf, threshold)
-    members: dict[int, list[int]] = {}
-    for i, c in zip(rows, inverse):
-        members.setdefault(uf.find(int(c)), []).append(int(i))
-    groups = sorted((g for g in members.values() if len(g) > 1), key=lambda g: g[0])
+    label = uf.roots(len(classes))[inverse]  # each text's group, as the root of its exact class
+    shared = np.bincount(label, minlength=len(classes))[label] > 1
+    members, label = rows[shared], label[shared]
+    order = np.argsort(label, kind="stable")  # rows ascend within a group
+    cuts = np.flatnonzero(np.diff(label[order])) + 1
+    groups = sorted((g.tolist() for g in np.split(members[order], cuts) if g.size), key=lambda g: g[0])
     found = np.array([[*keys[rep[x], :2], *keys[rep[y], :2]] for x, y in confirmed], dtype=np.uint64).reshape(-1, 4)
     return groups, np.vstack([taken, found])
 
