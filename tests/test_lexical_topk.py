@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ragkit import Document, Filters, Index, build_index
 from ragkit.build.options import BuildOptions
 from ragkit.lexical.analysis import Analyzer
+from ragkit.lexical import bm25
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.search.fusion import FusionConfig
 from ragkit.search.lexical_topk import DocumentPassages, ScanScores, mixed_scores
@@ -42,6 +43,12 @@ def _corpus() -> list[Document]:
     docs += [_doc(100 + i, same, f"/archive/copies/c{i}.txt", "2023-06-0" + str(1 + i)) for i in range(4)]
     docs.append(_doc(200, " ".join(["Рынок у реки, рынок у парка."] * 12), "/archive/ru/long.txt", "2024-01-01"))
     return docs
+
+
+@pytest.fixture(autouse=True, params=[0, 10**9], ids=["sorted-postings", "marked-postings"])
+def _both_ways_of_finding_the_rows(request, monkeypatch):
+    """Every test twice: the query's rows found by sorting its postings, and by marking them."""
+    monkeypatch.setattr(bm25, "_SORT_OR_SCAN", request.param)
 
 
 @pytest.fixture(scope="module")

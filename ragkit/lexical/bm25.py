@@ -65,6 +65,7 @@ ARRAYS = {
 _OPTIONAL = {"tf"}  # absent from format version 1
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
+_SORT_OR_SCAN = 16  # postings x this above the rows: mark and scan them instead of sorting
 _EMPTY_SCORES = np.zeros(0, dtype=np.float32)
 
 
@@ -326,6 +327,13 @@ class LexicalIndex:
         runs = [indices[int(indptr[t]):int(indptr[t + 1])] for t in term_ids.tolist()]
         if len(runs) == 1:  # rows within one column are ascending and distinct
             return runs[0].astype(np.int64)
+        if sum(r.size for r in runs) * _SORT_OR_SCAN > len(self):
+            # many postings (common words): marking them and reading the marks back costs one
+            # pass over the rows, less than a sort (1M rows, 300k postings: 1.3 against 8.6 ms)
+            marked = np.zeros(len(self), dtype=bool)
+            for run in runs:
+                marked[run] = True
+            return np.flatnonzero(marked)
         return distinct_sorted(np.concatenate(runs or [np.zeros(0, dtype=np.int32)])).astype(np.int64)
 
     def _rank(self, term_ids: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,19 @@ DEFAULT_PER_DOC = 3
 _QUERY_CACHE = 50_000
 
 
+_BESIDE: tuple[int, Any] | None = None  # (pid, its thread pool)
+
+
+def _beside() -> Any:  # noqa: ANN401 (a concurrent.futures.ThreadPoolExecutor, imported when first needed)
+    """The process's one worker thread for the dense search of hybrid queries (a forked child makes its own)."""
+    global _BESIDE
+    if _BESIDE is None or _BESIDE[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+
+        _BESIDE = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="ragkit-dense"))
+    return _BESIDE[1]
+
+
 class Index:
     """A searchable ragkit index. Open with :meth:`open`; build with :func:`ragkit.build_index`."""
 
@@ -305,17 +318,25 @@ class Index:
             scores, ids = self.vectors.search(qvecs, n, allowed)
             return [from_dense(i, s) for i, s in zip(ids, scores)]
         out = []
+        depth = max(n, fusion.candidates)
         for qi, query in enumerate(queries):
+            # the dense candidates are searched in a thread while this one scores BM25 (FAISS
+            # leaves the GIL): the dense and the lexical stage of one query overlap
+            dense_job = (_beside().submit(self.vectors.search, qvecs[qi], depth, allowed)
+                         if weights[qi] > 0 and fusion.dense_candidates else None)
             lex = self._lexical_scores(query, fusion.doc_weight_for(mode))
-            lex_ids, lex_scores = lex.top(self.lexical.ids, max(n, fusion.candidates), self._allowed_rows(allowed))
-            weight = fusion.query_weight(weights[qi], lex.leads) if mode == "hybrid" else 0.0
+            lex_ids, lex_scores = lex.top(self.lexical.ids, depth, self._allowed_rows(allowed))
+            leads = lex.leads if fusion.adaptive else (0.0, 0.0)  # what an adaptive weight reads (a pass over documents)
+            weight = fusion.query_weight(weights[qi], leads) if mode == "hybrid" else 0.0
+            dense_found = dense_job.result()[1][0] if dense_job is not None else None
             if mode == "lexical" or weight == 0.0 or (not fusion.dense_candidates and lex_ids.size == 0):
                 out.append(Fused(lex_ids[:n], lex_scores[:n], {"lexical": lex_scores[:n]}))
                 continue
             ids = lex_ids
             if fusion.dense_candidates or lex_ids.size == 0:
-                _, dense_ids = self.vectors.search(qvecs[qi], max(n, fusion.candidates), allowed)
-                ids = np.unique(np.concatenate([lex_ids, dense_ids[0][dense_ids[0] >= 0]]))
+                if dense_found is None:
+                    dense_found = self.vectors.search(qvecs[qi], depth, allowed)[1][0]
+                ids = np.unique(np.concatenate([lex_ids, dense_found[dense_found >= 0]]))
             lexical = lex.at(self.lexical.rows_of(ids))
             dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
             fused = fuse(ids, lexical, dense, fusion, weight)

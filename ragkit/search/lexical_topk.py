@@ -3,11 +3,13 @@
 :meth:`ragkit.search.index.Index._lexical_vector` (the exhaustive reference) mixes every
 passage row's BM25 with its document's and ranks them all. :func:`mixed_scores` keeps the
 query's two BM25 vectors (``score_all``'s scatter of the postings) and the rows with a posting
-(a sort of the postings), and computes a row's mixed score only when asked, by the same
+(a sort of the postings, or marks read back where they are many), and computes a row's mixed score only when asked, by the same
 expressions (:func:`ragkit.search.ranking.mix_scores`) with the same two maxima, so each score
 is the same float as in the exhaustive vector. :meth:`MatchedScores.top` scores the passages of
 the best documents first; their n-th best score bounds what the others must reach, and the
-documents (passages) whose highest possible score is below it are never scored. The top passages,
+documents (passages) whose highest possible score is below it are never scored; a query whose
+words are in a large share of the rows scores all its matched rows in one pass instead, which
+costs less than sorting the candidates of a loose bound (see :meth:`MatchedScores._candidates`). The top passages,
 their order, scores and ties (:func:`ragkit.search.ranking.best`) are those of the exhaustive
 path; tests/test_lexical_topk.py checks it, benchmarks/lexical_bench.py measures it. The
 document -> passages map (:class:`DocumentPassages`) is built once per index.
@@ -34,7 +36,9 @@ class DocumentPassages:
         self.doc_rows = doc_rows
         self.rows = np.argsort(doc_rows, kind="stable")  # grouped by document, ascending within one
         self.indptr = np.zeros(n_docs + 1, dtype=np.int64)
-        np.cumsum(np.bincount(doc_rows, minlength=n_docs), out=self.indptr[1:])
+        counts = np.bincount(doc_rows, minlength=n_docs)
+        np.cumsum(counts, out=self.indptr[1:])
+        self.every_document_has_one = bool(counts.size == 0 or counts.min() > 0)
 
     def of(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(passage rows of ``docs``, one document after the other; how many each document has)."""
@@ -54,17 +58,21 @@ class MatchedScores:
     as in the exhaustive vector, whichever other rows are computed.
     """
 
-    #: documents whose passages :meth:`top` scores first, to learn a bound (more for large n)
-    first_batch = 64
+    #: documents whose passages :meth:`top` scores beside the matched ones, to learn a bound
+    first_batch = 256
 
     def __init__(self, passage: np.ndarray, p_rows: np.ndarray, by_doc: np.ndarray, docs: np.ndarray,
                  doc_passages: DocumentPassages, doc_weight: float) -> None:
         self._passage, self._p_rows, self._by_doc, self._docs = passage, p_rows, by_doc, docs
         self._map, self._weight = doc_passages, doc_weight
         # the maxima mix_lexical takes over every row (the others score 0); documents without passages do not count
-        self._p_top = float(passage[p_rows].max(initial=0.0))
-        indptr = doc_passages.indptr
-        self._d_top = float(by_doc[docs[indptr[docs + 1] > indptr[docs]]].max(initial=0.0))
+        # (a query matching many rows: one pass over the whole vector costs less than the gather)
+        self._p_top = float((passage if 8 * p_rows.size > passage.size else passage[p_rows]).max(initial=0.0))
+        if doc_passages.every_document_has_one and 8 * docs.size > by_doc.size:
+            self._d_top = float(by_doc.max(initial=0.0))
+        else:
+            indptr = doc_passages.indptr
+            self._d_top = float(by_doc[docs[indptr[docs + 1] > indptr[docs]]].max(initial=0.0))
 
     @cached_property
     def leads(self) -> tuple[float, float]:
@@ -97,34 +105,47 @@ class MatchedScores:
     def _candidates(self, n: int, allowed_rows: np.ndarray | None) -> np.ndarray:
         """Rows that hold the ``n`` best: every matched row but those that score below a bound.
 
-        The passages of the best-scored documents give the bound: the n-th best of their scores,
-        a lower bound of the n-th best overall. A passage scores at most ``share + weight *
-        d / d_top`` (its own BM25 is at most the best one), ``share`` for one of a document
-        without a match; documents (and such passages) below the bound are left out. Ties at
-        the n-th best are all kept, so :func:`best` settles them as over every row.
+        The bound is a lower bound of the n-th best score overall, the n-th best of real scores:
+        first those of the passages of the best-scored documents. A passage scores at most
+        ``share + weight * d / d_top`` (its own BM25 is at most the best one); where that leaves
+        few documents, their passages are the candidates. Otherwise (a query whose words are
+        everywhere) every row with a posting is scored, in one vectorised pass, which also
+        raises the bound; a row with a posting is kept if its score reaches the bound, a row
+        without one scores ``weight * d / d_top`` (its document's share alone), so only the
+        passages of documents where that reaches the bound are added. Ties at the n-th best are
+        all kept, so :func:`best` settles them as over every row.
         """
         weight, docs = self._weight, self._docs
         if n <= 0 or weight <= 0.0 or self._d_top <= 0.0:
             return self._p_rows
         d = self._by_doc[docs].astype(np.float64)
+        bound = 0.0
         batch = max(n, self.first_batch)
-        while batch < docs.size:
+        if docs.size > batch:
             rows = self._map.of(docs[np.argpartition(-d, batch - 1)[:batch]])[0]
             if allowed_rows is not None:
                 rows = rows[_member(rows, allowed_rows)]
-            values = self.at(rows)
-            values = values[values > 0]
-            if values.size >= n:
-                bound = np.partition(values, values.size - n)[values.size - n] * (1.0 - 1e-9)  # below rounding
-                break
-            batch *= 8
-        else:
-            return self.matched_rows()
+            bound = _nth_best(self.at(rows), n) * (1.0 - 1e-9)  # below rounding
         share = passage_share(weight) if self._p_top > 0 else 0.0
-        rows = self._map.of(docs[share + weight * d / self._d_top >= bound])[0]
-        if share >= bound:
-            rows = np.concatenate([rows, self._p_rows])
-        return distinct_sorted(rows)
+        if 0.0 < bound and share < bound:
+            reach = docs[share + weight * d / self._d_top >= bound]
+            indptr = self._map.indptr
+            if 4 * int((indptr[reach + 1] - indptr[reach]).sum()) <= self._p_rows.size:  # sorting them costs less
+                return distinct_sorted(self._map.of(reach)[0])
+        p_rows = self._p_rows if allowed_rows is None else self._p_rows[_member(self._p_rows, allowed_rows)]
+        p_values = self.at(p_rows)
+        bound = max(bound, _nth_best(p_values, n) * (1.0 - 1e-9))
+        if bound <= 0.0:
+            return self.matched_rows()
+        rows = self._map.of(docs[weight * d / self._d_top >= bound])[0]
+        return distinct_sorted(np.concatenate([p_rows[p_values >= bound], rows]))
+
+
+def _nth_best(values: np.ndarray, n: int) -> float:
+    """The n-th largest of ``values`` (none below 0) if it is above 0, else 0.0."""
+    if values.size < n:
+        return 0.0
+    return max(float(np.partition(values, values.size - n)[values.size - n]), 0.0)
 
 
 @dataclass(frozen=True)
