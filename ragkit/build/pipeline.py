@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ragkit.errors import EmptyCorpusError, InvalidArgumentError
 from ragkit.format.layout import commit, fsync_file, next_generation, writer_lock
 from ragkit.format.manifest import new_manifest, read_manifest
 from ragkit.ingest.loaders import source_files
+from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
 from ragkit.store.sqlite import Store
 
@@ -138,9 +140,6 @@ def update_index(
     The index keeps its model and chunking settings; only new or changed passages are embedded.
     """
     from ragkit.format.checksums import check
-    from ragkit.ingest.dedup import known_keys
-    from ragkit.search.index import Index
-    from ragkit.store.filters import Filters
 
     progress = progress or NoProgress()
     root = Path(path)
@@ -149,36 +148,18 @@ def update_index(
     new_docs, report, source_paths = stages.collect(add, progress, allow_empty=True)
     with writer_lock(root, wait, on_wait, create=False):
         manifest = read_manifest(root)
-        check(root, manifest["files"], full=True)  # every byte taken over is verified, never laundered
-        with Index.open(root, embedder=embedder) as current:
-            existing = current.store.documents()
-            unknown = sorted(set(remove) - {d.id for d in existing})
-            if unknown:
-                raise InvalidArgumentError(f"no document with id {unknown[0]!r} in {root}")
-            dropped = set(remove)
-            if remove_source is not None:
-                dropped |= set(current.store.document_ids(Filters(source=remove_source)))
-            replaced = {d.id for d in new_docs}
-            kept_docs = [d for d in existing if d.id not in dropped and d.id not in replaced]
-            docs = kept_docs + new_docs
-            if not docs:
-                raise EmptyCorpusError(f"removing these documents would leave {root} empty")
-            stored = current.store.document_passages()
-            encoder = manifest.get("query_encoder")
-            if not (isinstance(encoder, dict) and isinstance(encoder.get("dir"), str) and (root / encoder["dir"]).is_dir()):
-                encoder = None
-            encoder_files = {k: v for k, v in (manifest.get("files") or {}).items()
-                             if encoder is not None and k.startswith(encoder["dir"] + "/")}
-            kept = Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
-                         manifest.get("chunker") or {}, encoder, encoder_files,
-                         current.vectors if current.vectors.exact else None,
-                         Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
-                                 root / manifest["vectors"]["file"]))
-            kept.id_space = int(manifest["counts"].get("passage_ids", manifest["counts"]["passages"]))
-            kept.duplicates = known_keys(current.store, manifest.get("duplicates"),
-                                         [stored[d.id].row for d in kept_docs])
-            model = RecordedModel(manifest["model"], given=embedder,
-                                  query_encoder=root / encoder["dir"] if encoder is not None else None)
+        # every byte taken over is verified, never laundered: the full check reads (and hashes,
+        # without the GIL) every file while this thread reads the documents; a file that fails
+        # it is the error reported, whatever the reading met
+        with ThreadPoolExecutor(1, thread_name_prefix="ragkit-verify") as beside:
+            verified = beside.submit(check, root, manifest["files"], full=True)
+            try:
+                existing, dropped, replaced, docs, kept, model = _current(root, manifest, embedder, new_docs,
+                                                                          remove, remove_source)
+            except BaseException:
+                verified.result()
+                raise
+            verified.result()
         options = options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
@@ -188,6 +169,46 @@ def update_index(
     result.added = len(new_docs)
     result.removed = len([d for d in existing if d.id in dropped or d.id in replaced])
     return result
+
+
+def _current(root: Path, manifest: dict[str, Any], embedder: Embedder | None, new_docs: list[Document],
+             remove: Iterable[str], remove_source: str | None) -> tuple[list[Document], set[str], set[str],
+                                                                        list[Document], Kept, RecordedModel]:
+    """What an update reads from the current generation: (its documents, the ids dropped, the ids
+    replaced, the next generation's documents, what it keeps, its model)."""
+    from ragkit.ingest.dedup import known_keys
+    from ragkit.search.index import Index
+    from ragkit.store.filters import Filters
+
+    with Index.open(root, embedder=embedder) as current:
+        existing = current.store.documents()
+        dropped = set(remove)
+        unknown = sorted(dropped - {d.id for d in existing})
+        if unknown:
+            raise InvalidArgumentError(f"no document with id {unknown[0]!r} in {root}")
+        if remove_source is not None:
+            dropped |= set(current.store.document_ids(Filters(source=remove_source)))
+        replaced = {d.id for d in new_docs}
+        kept_docs = [d for d in existing if d.id not in dropped and d.id not in replaced]
+        docs = kept_docs + new_docs
+        if not docs:
+            raise EmptyCorpusError(f"removing these documents would leave {root} empty")
+        stored = current.store.document_passages()
+        encoder = manifest.get("query_encoder")
+        if not (isinstance(encoder, dict) and isinstance(encoder.get("dir"), str) and (root / encoder["dir"]).is_dir()):
+            encoder = None
+        encoder_files = {k: v for k, v in (manifest.get("files") or {}).items()
+                         if encoder is not None and k.startswith(encoder["dir"] + "/")}
+        kept = Kept({d.id: stored[d.id] for d in kept_docs}, current.lexical, current.doc_lexical,
+                    manifest.get("chunker") or {}, encoder, encoder_files,
+                    current.vectors if current.vectors.exact else None,
+                    Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
+                            root / manifest["vectors"]["file"]))
+        kept.id_space = int(manifest["counts"].get("passage_ids", manifest["counts"]["passages"]))
+        kept.duplicates = known_keys(current.store, manifest.get("duplicates"), [stored[d.id].row for d in kept_docs])
+        model = RecordedModel(manifest["model"], given=embedder,
+                              query_encoder=root / encoder["dir"] if encoder is not None else None)
+    return existing, dropped, replaced, docs, kept, model
 
 
 def _write(
@@ -212,6 +233,7 @@ def _write(
     if current is not None and reused is not None:  # passages added plus passages removed
         changed = int(np.count_nonzero(reused < 0)) + current.passages - int(np.count_nonzero(reused >= 0))
     vectors: np.ndarray | None = None
+    fresh_vectors: np.ndarray | None = None
     if reused is not None and in_place_applies(current, changed, embedder.dimension):  # only new vectors needed
         fresh = np.flatnonzero(reused < 0)
         fresh_vectors, embedded = stages.embed(root, [texts[i] for i in fresh], embedder, progress, encode)
@@ -240,29 +262,18 @@ def _write(
     store.add_passages(rows)
     from ragkit.ingest.dedup import write_for_build  # reprint groups (ragkit.ingest.dedup)
 
-    names["duplicates"] = f"duplicates-{generation:06d}.json"
-    duplicates = write_for_build(root / names["duplicates"], docs, doc_rows, store,
-                                 kept.duplicates if kept is not None else None)
-    store.commit()
-    store.close()
-    lexical, doc_lexical = executor.lexical(docs, texts, ids, doc_rows, kept, reused)
-    lexical.save(root / names["lexical"])
-    doc_lexical.save(root / names["doclexical"])
-    vector_entry = None
-    if vectors is None:  # an update in place: the current vectors stay where they are
-        assert current is not None and reused is not None
-        vector_entry = in_place(root / names["vectors"], current, reused, ids, fresh_vectors, changed, progress)
-    elif current is not None:
-        vector_entry = refill(root / names["vectors"], ids, vectors, current, changed, progress)
-    if vector_entry is None:
-        assert vectors is not None
-        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
-        vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
-        vector_entry = executor.write_vectors(root / names["vectors"], ids, vectors, vector_options, progress, texts,
-                                              embedder)
-        stages.tuning_share(vector_entry, time.perf_counter() - started)
-        vector_entry["index_type"] = options.index_type
-        vector_entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
+    # BM25 (array work that mostly runs without the GIL) beside the reprint groups, the store's
+    # commit and the vectors: at 1M passages each side of an update takes about 20 s
+    with ThreadPoolExecutor(1, thread_name_prefix="ragkit-bm25") as beside:
+        lexical_job = beside.submit(_lexical, executor, root, names, docs, texts, ids, doc_rows, kept, reused)
+        names["duplicates"] = f"duplicates-{generation:06d}.json"
+        duplicates = write_for_build(root / names["duplicates"], docs, doc_rows, store,
+                                     kept.duplicates if kept is not None else None)
+        store.commit()
+        store.close()
+        vector_entry = _vectors(root / names["vectors"], executor, ids, vectors, fresh_vectors, reused, current,
+                                changed, options, progress, texts, embedder, started)
+        lexical = lexical_job.result()
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
     recorded: dict[str, Any] = {}
@@ -292,6 +303,34 @@ def _write(
     commit(root, manifest, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
+
+
+def _lexical(executor: Executor, root: Path, names: dict[str, str], docs: list[Document], texts: list[str],
+             ids: np.ndarray, doc_rows: list[int], kept: Kept | None, reused: np.ndarray | None) -> LexicalIndex:
+    """The generation's two BM25 indexes, written; returns the passage one (its config goes in the manifest)."""
+    lexical, doc_lexical = executor.lexical(docs, texts, ids, doc_rows, kept, reused)
+    lexical.save(root / names["lexical"])
+    doc_lexical.save(root / names["doclexical"])
+    return lexical
+
+
+def _vectors(path: Path, executor: Executor, ids: np.ndarray, vectors: np.ndarray | None,
+             fresh_vectors: np.ndarray | None, reused: np.ndarray | None, current: Current | None, changed: int,
+             options: BuildOptions, progress: Progress, texts: list[str], embedder: Embedder,
+             started: float) -> dict[str, Any]:
+    """The generation's vector file, written: in place, refilled, or built; returns its manifest entry."""
+    if vectors is None:  # an update in place: the current vectors stay where they are
+        assert current is not None and reused is not None and fresh_vectors is not None
+        return in_place(path, current, reused, ids, fresh_vectors, changed, progress)
+    entry = refill(path, ids, vectors, current, changed, progress) if current is not None else None
+    if entry is None:
+        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
+        vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
+        entry = executor.write_vectors(path, ids, vectors, vector_options, progress, texts, embedder)
+        stages.tuning_share(entry, time.perf_counter() - started)
+        entry["index_type"] = options.index_type
+        entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
+    return entry
 
 
 def ensure_index(
