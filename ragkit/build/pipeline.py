@@ -204,7 +204,7 @@ def _current(root: Path, manifest: dict[str, Any], embedder: Embedder | None, ne
                     current.vectors if current.vectors.exact else None,
                     Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
                             root / manifest["vectors"]["file"]))
-        kept.id_space = int(manifest["counts"].get("passage_ids", manifest["counts"]["passages"]))
+        kept.id_space = current.id_space
         kept.duplicates = known_keys(current.store, manifest.get("duplicates"), [stored[d.id].row for d in kept_docs])
         model = RecordedModel(manifest["model"], given=embedder,
                               query_encoder=root / encoder["dir"] if encoder is not None else None)

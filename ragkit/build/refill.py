@@ -86,9 +86,7 @@ def refill(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Current | 
     index.params = dict(current.entry.get("search") or {})
     progress.start("Writing", None)
     index.save(path)
-    entry = {k: current.entry[k] for k in ("index_type", "factory", "search", "tuning") if k in current.entry}
-    entry["retrain"] = kept_entry(current, changed, refilled=True)
-    return entry
+    return kept_settings(current, changed)
 
 
 def in_place_applies(current: Current | None, changed: int, dimension: int) -> bool:
@@ -118,7 +116,11 @@ def in_place(path: Path, current: Current, reused: np.ndarray, ids: np.ndarray, 
     index.add_in_pieces(ids[fresh], fresh_vectors, progress.advance)
     progress.start("Writing", None)
     index.save(path)
-    out = {k: entry[k] for k in ("index_type", "factory", "search", "tuning") if k in entry}
-    out["tombstones"] = index.tombstones
-    out["retrain"] = kept_entry(current, changed, refilled=True)
-    return out
+    return {**kept_settings(current, changed), "tombstones": index.tombstones}
+
+
+def kept_settings(current: Current, changed: int) -> dict[str, Any]:
+    """The manifest entry of an index that keeps the current training and tuning (refilled or in place)."""
+    entry = {k: current.entry[k] for k in ("index_type", "factory", "search", "tuning") if k in current.entry}
+    entry["retrain"] = kept_entry(current, changed, refilled=True)
+    return entry
