@@ -220,6 +220,11 @@ def main() -> None:
             s[f"{key}_ray2_over_ray1"] = round(r2 / r1, 3) if r1 and r2 else None
             s[f"{key}_ray1_overhead_vs_local1"] = round(1 - r1 / l1, 3) if r1 and l1 else None
             s[f"{key}_ray2_overhead_vs_local2"] = round(1 - r2 / l2, 3) if r2 and l2 else None
+        for n in (1, 2):  # the whole build less Ray's fixed cost (its pools' start, timed apart)
+            ray_run, local_run = by.get(f"ray-{n}"), by.get(f"local-{n}")
+            if ray_run and local_run and "tiny_build_s" in ray_run:
+                rest = ray_run["total_s"] - ray_run["tiny_build_s"]
+                s[f"build_ray{n}_overhead_vs_local{n}_less_startup"] = round(1 - local_run["total_s"] / rest, 3)
         summary[model] = s
     out = {"benchmark": "ray_bench", "env": environment(("ragkit", "numpy", "faiss-cpu", "torch", "ray", "pyarrow")),
            "args": vars(args), "results": results, "summary": summary}
