@@ -114,7 +114,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for mode in ("hybrid", "dense", "lexical"):
         results[f"search {mode}"] = percentiles(timed(lambda q, m=mode: idx.search(q, k=10, mode=m), queries))
-    idx._query_vectors.clear()
+    idx._sides[0]._query_vectors.clear()
     embed = timed(lambda q: idx.embedder.embed_queries([q]), queries)
     results["query embedding"] = percentiles(embed)
     vectors = idx.embed_queries(queries)

@@ -93,6 +93,21 @@ def test_build_stores_groups_and_search_collapses(tmp_path):
         assert all(h.duplicates == [] for h in every)
 
 
+def test_collapsed_copies_do_not_end_the_search_short_of_k(tmp_path):
+    """Six reprints fill the first round of candidates; collapsed to one, the search must widen
+    and still return k documents (it stopped at one: the collapsed count read as exhaustion)."""
+    docs = [ragkit.Document(f"copy-{i}", ELECTION, title="Выборы губернатора") for i in range(6)]
+    docs += [ragkit.Document(f"other-{i}", f"{text} Выборы губернатора прошли спокойно.")
+             for i, text in enumerate(OTHERS)]
+    ragkit.build_index(docs, tmp_path / "idx", model="navec-ru")
+    with ragkit.Index.open(tmp_path / "idx") as idx:
+        for mode in ("lexical", "hybrid"):
+            hits = idx.search("выборы губернатора", k=5, mode=mode, per_doc=None)
+            assert len(hits) == 5, (mode, [h.doc_id for h in hits])
+            assert sum(h.doc_id.startswith("copy-") for h in hits) == 1
+            assert len(hits[0].duplicates) == 5
+
+
 def _edited(text: str, at: list[int]) -> str:
     words = text.split()
     for i in at:

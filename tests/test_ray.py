@@ -142,6 +142,33 @@ def test_ray_update_equals_local_update(ray_local, corpus, tmp_path):
     assert_same_index(tmp_path / "local", tmp_path / "ray")
 
 
+def test_ray_embeds_a_minority_language_with_its_model_as_the_local_build_does(ray_local, tmp_path):
+    """A mixed archive (tests/mixed_corpus.py): the English passages' second vector index is
+    embedded by all-MiniLM-L6-v2 on the workers and equals the local one."""
+    from mixed_corpus import write
+
+    corpus = write(tmp_path / "mixed")
+    build_index([corpus], tmp_path / "local")
+    # int8 passage vectors depend on their batch-mates (ragkit.encoders.int8): the 10 English
+    # passages go out as one unit, one batch, as the local build embeds them
+    with executor(documents_per_unit=8, texts_per_unit=32) as ex:
+        build_index([corpus], tmp_path / "ray", executor=ex)
+        assert sum(ex.nodes["embed"].values()) == 2 + 1  # 36 navec-ru passages, then the 10 English ones
+    assert_same_index(tmp_path / "local", tmp_path / "ray", top10=False)  # 36 passages: too few for its queries
+    a, b = read_manifest(tmp_path / "local"), read_manifest(tmp_path / "ray")
+    (x,), (y,) = a["language_vectors"]["indexes"], b["language_vectors"]["indexes"]
+    assert {k: v for k, v in x.items() if k != "tuning"} == {k: v for k, v in y.items() if k != "tuning"}
+    with Index.open(tmp_path / "local") as i, Index.open(tmp_path / "ray") as j:
+        one, two = i.dense_side("English"), j.dense_side("English")
+        ids = one.vectors.ids()
+        assert np.array_equal(ids, two.vectors.ids())
+        np.testing.assert_allclose(one.vectors.reconstruct(ids), two.vectors.reconstruct(ids), atol=1e-5)
+        queries = ["feline companions", "a hurricane approaches", "новая линия метро", "урожай пшеницы"]
+        for mode in ("dense", "hybrid"):
+            assert ([[r.doc_id for r in rs] for rs in i.search_many(queries, 10, mode=mode)]
+                    == [[r.doc_id for r in rs] for rs in j.search_many(queries, 10, mode=mode)])
+
+
 def _actor_pids(name: str) -> list[int]:
     """Processes of this machine whose title names a Ray Data actor of class ``name``."""
     pids = []

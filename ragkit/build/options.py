@@ -21,6 +21,7 @@ class BuildOptions:
     overlap_tokens: int = 0
     title_prefix: bool = True
     query_encoder: bool = True  # export an ONNX query encoder for torch-free searches
+    language_vectors: bool = True  # a second model for a minority language the main one does not read
 
     def __post_init__(self) -> None:
         if not self.index_type or not self.index_type.strip():
@@ -53,4 +54,5 @@ def options_of(manifest: dict[str, Any]) -> BuildOptions:
                         recall=float((vectors.get("tuning") or {}).get("target", 0.95)),
                         max_tokens=chunker.get("max_tokens"),
                         overlap_tokens=int(chunker.get("overlap_tokens", 0)),
-                        title_prefix=bool(chunker.get("title_prefix", True)))
+                        title_prefix=bool(chunker.get("title_prefix", True)),
+                        language_vectors=bool((manifest.get("language_vectors") or {}).get("enabled", True)))

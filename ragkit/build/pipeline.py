@@ -114,6 +114,7 @@ def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None
         and (manifest["vectors"].get("tuning") or {}).get("target", options.recall) == options.recall
         and chunker.get("overlap_tokens") == options.overlap_tokens
         and chunker.get("title_prefix") == options.title_prefix
+        and options_of(manifest).language_vectors == options.language_vectors
         and options.max_tokens in (None, chunker.get("max_tokens"))
         and same_model(manifest["model"]["name"], model)
     )
@@ -205,6 +206,7 @@ def _current(root: Path, manifest: dict[str, Any], embedder: Embedder | None, ne
                     Current(current.vectors, dict(manifest["vectors"]), int(manifest["counts"]["passages"]),
                             root / manifest["vectors"]["file"]))
         kept.id_space = current.id_space
+        kept.language_vectors = list((manifest.get("language_vectors") or {}).get("indexes") or [])
         kept.duplicates = known_keys(current.store, manifest.get("duplicates"), [stored[d.id].row for d in kept_docs])
         model = RecordedModel(manifest["model"], given=embedder,
                               query_encoder=root / encoder["dir"] if encoder is not None else None)
@@ -273,9 +275,15 @@ def _write(
         store.close()
         vector_entry = _vectors(root / names["vectors"], executor, ids, vectors, fresh_vectors, reused, current,
                                 changed, options, progress, texts, embedder, started)
+        second = _language_vectors(root, generation, docs, spans, texts, ids, embedder, options, progress, executor,
+                                   kept)
         lexical = lexical_job.result()
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
+    for i, name in enumerate(second[1]):
+        names[f"language_vectors.{i}"] = name
+        if name.startswith("vectors-"):
+            fsync_file(root / name)
     recorded: dict[str, Any] = {}
     if kept is not None:  # same model: the current encoder stays, with its checksums
         query_encoder = kept.query_encoder
@@ -296,6 +304,7 @@ def _write(
         counts={"documents": len(docs), "passages": len(texts), "passage_ids": int(ids.max(initial=-1)) + 1},
         query_encoder=query_encoder,
         duplicates=duplicates,
+        language_vectors={"enabled": options.language_vectors, "indexes": second[0]},
         sources=sources,
         files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
                **recorded},
@@ -303,6 +312,20 @@ def _write(
     commit(root, manifest, keep=set(names.values()))
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
+
+
+def _language_vectors(root: Path, generation: int, docs: list[Document], spans: list[list[tuple[int, int]]],
+                      texts: list[str], ids: np.ndarray, embedder: Embedder, options: BuildOptions,
+                      progress: Progress, executor: Executor, kept: Kept | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The second vector indexes of a mixed archive's minority languages (:mod:`ragkit.build.languages`)."""
+    if not options.language_vectors:
+        return [], []
+    from ragkit.build import languages
+
+    entries, written, _ = languages.write(root, generation, docs, spans, texts, ids, embedder.name, options, progress,
+                                          lambda batch, model, advance: executor.embed_passages(batch, model, advance),
+                                          executor.write_vectors, kept.language_vectors if kept is not None else ())
+    return entries, written
 
 
 def _lexical(executor: Executor, root: Path, names: dict[str, str], docs: list[Document], texts: list[str],

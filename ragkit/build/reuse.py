@@ -38,6 +38,7 @@ class Kept:
     current: Current | None = None  # the current vector index and its entry (refilled while little changed)
     duplicates: tuple[np.ndarray, np.ndarray] | None = None  # kept documents' reprint keys, current pairs
     id_space: int = 0  # the current generation's passage ids run below this (counts.passage_ids)
+    language_vectors: list[dict[str, Any]] = field(default_factory=list)  # the current second vector indexes
 
 
 class RecordedModel:

@@ -128,7 +128,7 @@ def passage_cache_tag(embedder: Any) -> str:  # noqa: ANN401
 
 
 def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
-          encode: Callable[..., np.ndarray] | None = None) -> tuple[np.ndarray, int]:
+          encode: Callable[..., np.ndarray] | None = None, label: str = "Embedding") -> tuple[np.ndarray, int]:
     """Vectors of ``texts``, from the cache where possible; returns (vectors, number embedded).
 
     ``encode(texts, progress=...)`` embeds the texts the cache lacks (default: the embedder's
@@ -144,7 +144,7 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
         for i, k in enumerate(keys):
             if k in found:
                 vectors[i] = found[k]
-        progress.start("Embedding", len(missing))
+        progress.start(label, len(missing))
         if missing:
             fresh = (encode or embedder.embed_passages)([texts[i] for i in missing], progress=progress.advance)
             if fresh.shape != (len(missing), embedder.dimension):

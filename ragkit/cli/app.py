@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ragkit.cli.describe import vectors_line
+from ragkit.cli.describe import languages_line, vectors_line
 from ragkit.cli.engine import EngineOpt, RayAddressOpt, VerboseOpt, WorkersOpt, engine_for
 from ragkit.errors import RagkitError
 
@@ -135,6 +135,9 @@ def index(
     max_tokens: Annotated[Optional[int], typer.Option(help="Passage size in model tokens [default: the model's window].")] = None,
     overlap: Annotated[int, typer.Option(help="Tokens of whole sentences repeated between passages.")] = 0,
     title_prefix: Annotated[bool, typer.Option(help="Embed a separate document title with each passage.")] = True,
+    language_vectors: Annotated[bool, typer.Option(
+        help="Embed a minority language the main model does not read (English in a Russian archive, or Russian in "
+             "an English one; at least 10 documents and 1 %) with its own model too, for its queries.")] = True,
     no_wait: NoWaitOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the corpus and settings are unchanged.")] = False,
     as_json: JsonOpt = False,
@@ -147,7 +150,7 @@ def index(
         from ragkit.paths import default_index_dir
 
         options = BuildOptions(index_type=index_type, recall=recall, max_tokens=max_tokens, overlap_tokens=overlap,
-                               title_prefix=title_prefix)
+                               title_prefix=title_prefix, language_vectors=language_vectors)
         with engine_for(engine, ray_address, workers, verbose) as executor:
             result = build_index(paths, index_dir or default_index_dir(), model=model, options=options,
                                  progress=_progress(not quiet), wait=not no_wait, on_wait=_on_wait, force=force,
@@ -313,6 +316,7 @@ def info(
             f"prompts:   query {m.get('query_prompt', '')!r}, passage {m.get('passage_prompt', '')!r}",
             f"chunking:  up to {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}, title prefix {ch.get('title_prefix')}",
             f"vectors:   {vectors_line(data['vectors'])}",
+            *[f"           {languages_line(e)}" for e in (data.get("language_vectors") or {}).get("indexes") or []],
             f"lexical:   BM25 {lex.get('method')} (k1 {lex.get('k1')}, b {lex.get('b')}), analyzer "
             f"{(lex.get('analyzer') or {}).get('name')} in {lex.get('dir')}",
             f"contents:  {c['documents']} documents, {c['passages']} passages",

@@ -23,6 +23,12 @@ def vectors_line(v: dict) -> str:
     return line
 
 
+def languages_line(entry: dict) -> str:
+    """A ``ragkit info`` line for a minority language's second vector index."""
+    return (f"{entry['language']} queries: {entry['model']['name']} over {entry['passages']:,} passages of "
+            f"{entry['documents']:,} {entry['language']} documents, FAISS {entry['factory']!r} in {entry['file']}")
+
+
 def _tuning_cost(t: dict) -> str:
     """What tuning (and auto's type trials) cost, and what the chosen type costs against exact search."""
     out = ""

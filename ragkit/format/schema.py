@@ -197,11 +197,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
     )
     _text(m, "model.", "metric", required=False, limit=64)
     v = _section(data, "vectors")
-    search = _at(v, "vectors.", "search", dict, required=False) or {}
-    for key in search:
-        if key not in SEARCH_PARAMETERS:
-            raise _Bad("vectors.search", f"names an unknown parameter {brief(key)}")
-        _number(search, "vectors.search.", key, 1, 1 << 20)
+    search = _search(v, "vectors.")
     tuning = _at(v, "vectors.", "tuning", dict, required=False) or {}
     target = _number(tuning, "vectors.tuning.", "target", 1e-9, 1.0)
     for key in ("recall@10", "held_out_recall@10"):
@@ -272,9 +268,57 @@ def _parse(data: dict[str, Any]) -> Manifest:
     dirs = {"lexical.dir": lexical.dir, "lexical.documents_dir": lexical.documents_dir}
     if encoder_dir is not None:
         dirs["query_encoder.dir"] = encoder_dir
+    second = _language_vectors(data, passages)  # type: ignore[arg-type]
+    _covered(files, {f"language_vectors.indexes[{i}].file": e["file"] for i, e in enumerate(second)}, is_dir=False)
+    dirs.update({f"language_vectors.indexes[{i}].query_encoder.dir": e["query_encoder"]["dir"]
+                 for i, e in enumerate(second) if e.get("query_encoder") is not None})
     _covered(files, dirs, is_dir=True)
     return Manifest(generation, model, vectors, store_file, lexical, documents, passages, encoder_dir,  # type: ignore[arg-type]
                     chunker, tuple(paths), files, data)
+
+
+def _search(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """A vector index's search parameters: known names, each a number in range."""
+    search = _at(section, where, "search", dict, required=False) or {}
+    for key in search:
+        if key not in SEARCH_PARAMETERS:
+            raise _Bad(f"{where}search", f"names an unknown parameter {brief(key)}")
+        _number(search, f"{where}search.", key, 1, 1 << 20)
+    return search
+
+
+def _language_vectors(data: dict[str, Any], passages: int) -> list[dict[str, Any]]:
+    """The second vector indexes of minority languages (``ragkit.build.languages``), checked."""
+    section = _at(data, "", "language_vectors", dict, required=False) or {}
+    _at(section, "language_vectors.", "enabled", bool, required=False)
+    indexes = _at(section, "language_vectors.", "indexes", list, required=False) or []
+    if len(indexes) > 16:
+        raise _Bad("language_vectors.indexes", "lists more than 16 indexes")
+    seen: set[str] = set()
+    for i, entry in enumerate(indexes):
+        where = f"language_vectors.indexes[{i}]."
+        if not isinstance(entry, dict):
+            raise _Bad(where[:-1], f"must be an object, not {brief(entry)}")
+        language = _text(entry, where, "language", limit=16)
+        if language in seen:
+            raise _Bad(f"{where}language", f"{brief(language)} appears twice")
+        seen.add(language)  # type: ignore[arg-type]
+        m = _at(entry, where, "model", dict)
+        _text(m, f"{where}model.", "name", limit=1024)
+        _int(m, f"{where}model.", "dimension", 1, MAX_DIMENSION)
+        _int(m, f"{where}model.", "max_tokens", 1, 1 << 20)
+        for key in ("query_prompt", "passage_prompt"):
+            _text(m, f"{where}model.", key, required=False)
+        _name(entry, where, "file")
+        _text(entry, where, "factory", limit=256)
+        _search(entry, where)
+        _int(entry, where, "passages", 1, passages)
+        _int(entry, where, "documents", 1, MAX_COUNT)
+        _int(entry, where, "tombstones", 0, 0, required=False)  # written whole: never any
+        encoder = _at(entry, where, "query_encoder", dict, required=False, nullable=True)
+        if encoder is not None:
+            _name(encoder, f"{where}query_encoder.", "dir")
+    return indexes
 
 
 def _files(section: dict[str, Any]) -> dict[str, FileRecord]:

@@ -96,6 +96,37 @@ def detect_language(text: str) -> str:
     return "und"
 
 
+# UTF-8 byte classes for document_language: Cyrillic lead bytes (U+0400-U+052F), Latin letters
+# (ASCII, and the lead bytes of U+00C0-U+024F), lead bytes of other scripts' letters (Greek to
+# Arabic, Indic, CJK); every other byte (continuations, digits, punctuation, symbols) is dropped.
+_SCRIPT_BYTES = bytes(
+    ord("c") if 0xD0 <= b <= 0xD4 else
+    ord("l") if (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or 0xC3 <= b <= 0xC9) else
+    ord("o") if (0xCE <= b <= 0xCF or 0xD5 <= b <= 0xE1 or 0xE3 <= b <= 0xED) else
+    ord(".")
+    for b in range(256)
+)
+
+
+def document_language(text: str, chars: int = 2000) -> str:
+    """:func:`detect_language` of a document's first ``chars`` characters, counted on UTF-8 bytes.
+
+    Run once per document at index time, so it must cost microseconds: the three regular
+    expressions of :func:`detect_language` took 130-390 us a shared-set document (2,000
+    characters), 6 minutes at 1M documents. Agreement with it is tested on every shared corpus.
+    """
+    classes = text[:chars].encode("utf-8", "surrogatepass").translate(_SCRIPT_BYTES)
+    cyrillic, latin, other = classes.count(b"c"), classes.count(b"l"), classes.count(b"o")
+    letters = cyrillic + latin + other
+    if letters == 0:
+        return "und"
+    if cyrillic * 2 > letters:
+        return "ru"
+    if latin * 2 > letters:
+        return "en"
+    return "und"
+
+
 def _stopword_set(words: Iterable[str]) -> frozenset[str]:
     return frozenset(_normalize(w) for w in words)
 

@@ -28,6 +28,7 @@ from ragkit.format.pinning import PinnedFiles
 from ragkit.lexical.analysis import detect_language
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.search.fusion import Fused, FusionConfig, fuse
+from ragkit.search.routes import DenseSide, language_sides, query_embedder, side_fault
 from ragkit.search.lexical_topk import DocumentPassages, MatchedScores, ScanScores, mixed_scores
 from ragkit.store.filters import Filters
 from ragkit.search.ranking import (
@@ -46,7 +47,6 @@ from ragkit.vectors.faiss_index import VectorIndex
 
 MODES = ("hybrid", "lexical", "dense")
 DEFAULT_PER_DOC = 3
-_QUERY_CACHE = 50_000
 
 
 _BESIDE: tuple[int, Any] | None = None  # (pid, its thread pool)
@@ -82,7 +82,6 @@ class Index:
         self._doc_rows: np.ndarray | None = None
         self._doc_passages: DocumentPassages | None = None
         self._passage_docs: dict[int, str] | None = None
-        self._query_vectors: dict[str, np.ndarray] = {}
         self._duplicates: tuple[dict[int, int], DuplicateGroups] | None = None
 
     @classmethod
@@ -190,26 +189,37 @@ class Index:
         if len(stored) != len(probe):
             raise IndexFormatError(f"index {self.path} is inconsistent: vector ids without passages")
         self.vectors.reconstruct(probe)  # raises inside FAISS for ids it does not hold
+        for entry, side in zip((self.manifest.get("language_vectors") or {}).get("indexes") or [],
+                               self.language_sides()):
+            fault = side_fault(side, ids, int(entry["passages"]))
+            if fault is not None:
+                raise IndexFormatError(f"index {self.path} is inconsistent: {fault}")
+            found[f"{side.language} vectors"] = len(side.vectors)
         return {"files": len(self.manifest["files"]), **found}
 
     @property
     def embedder(self) -> Embedder:
         """The query embedder: the index's ONNX encoder when it has one (no torch), else the model."""
         if self._embedder is None:
-            from ragkit.encoders.registry import use_query_export
-
-            m = self.manifest["model"]
-            encoder = self.manifest.get("query_encoder")
-            if not (encoder and use_query_export()):
-                self._embedder = Embedder(m["name"], query_prompt=m.get("query_prompt"),
-                                          passage_prompt=m.get("passage_prompt"))
-                return self._embedder
-            with self._reading():  # a pinned encoder is read into memory from its descriptors
-                embedder = Embedder(m["name"], query_prompt=m.get("query_prompt", ""),
-                                    passage_prompt=m.get("passage_prompt", ""), query_encoder=self._data / encoder["dir"])
-                embedder.query_encoder()
-            self._embedder = embedder
+            self._embedder = query_embedder(self.manifest["model"], self._data, self.manifest.get("query_encoder"),
+                                            self._reading)
         return self._embedder
+
+    @cached_property
+    def _sides(self) -> tuple[DenseSide, dict[str, DenseSide]]:
+        """The main dense side and, by language, the second ones of a mixed archive (:mod:`ragkit.search.routes`)."""
+        m = self.manifest["model"]
+        main = DenseSide(m["name"], int(m["dimension"]), lambda: self.vectors, lambda: self.embedder, where=str(self.path))
+        return main, language_sides(self.manifest, lambda: self._data, self._reading)
+
+    def language_sides(self) -> list[DenseSide]:
+        """A mixed archive's second dense sides, one per minority language (none: [])."""
+        return list(self._sides[1].values())
+
+    def dense_side(self, query: str) -> DenseSide:
+        """The vectors and embedder ``query`` takes its dense side from: its language's, else the main ones."""
+        main, by_language = self._sides
+        return by_language.get(detect_language(query), main) if by_language else main
 
     @cached_property
     def vectors(self) -> VectorIndex:
@@ -277,17 +287,8 @@ class Index:
 
     # -- search ----------------------------------------------------------------------------
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """Query vectors, cached by text (eval and repeated queries embed once)."""
-        missing = [q for q in dict.fromkeys(queries) if q not in self._query_vectors]
-        if missing:
-            vectors = self.embedder.embed_queries(missing)
-            expected = int(self.manifest["model"]["dimension"])
-            if vectors.shape[1] != expected:
-                raise ModelMismatchError.dimensions(self.embedder.name, vectors.shape[1], self.path, expected)
-            if len(self._query_vectors) + len(missing) > _QUERY_CACHE:
-                self._query_vectors.clear()
-            self._query_vectors.update(zip(missing, vectors))
-        return np.stack([self._query_vectors[q] for q in queries])
+        """Query vectors of the main model, cached by text (eval and repeated queries embed once)."""
+        return self._sides[0].embed_queries(queries)
 
     def allowed(self, filters: Filters | None) -> np.ndarray | None:
         """Passage ids passing ``filters`` (None: no filter)."""
@@ -311,18 +312,18 @@ class Index:
         if not queries or (allowed is not None and len(allowed) == 0):
             return [empty() for _ in queries]
         fusion = fusion or FusionConfig()
+        sides = [self.dense_side(q) for q in queries]
         weights = [self._dense_weight(q, fusion) if mode == "hybrid" else 0.0 for q in queries]
-        need_dense = mode == "dense" or any(w > 0 for w in weights)
-        qvecs = self.embed_queries(queries) if need_dense else None
+        qvecs = self._query_vectors_of(queries, sides, [mode == "dense" or w > 0 for w in weights])
         if mode == "dense":
-            scores, ids = self.vectors.search(qvecs, n, allowed)
-            return [from_dense(i, s) for i, s in zip(ids, scores)]
+            return self._dense_ranking(queries, sides, qvecs, n, allowed)
         out = []
         depth = max(n, fusion.candidates)
         for qi, query in enumerate(queries):
+            side = sides[qi]
             # the dense candidates are searched in a thread while this one scores BM25 (FAISS
             # leaves the GIL): the dense and the lexical stage of one query overlap
-            dense_job = (_beside().submit(self.vectors.search, qvecs[qi], depth, allowed)
+            dense_job = (_beside().submit(side.vectors.search, qvecs[qi], depth, allowed)
                          if weights[qi] > 0 and fusion.dense_candidates else None)
             lex = self._lexical_scores(query, fusion.doc_weight_for(mode))
             lex_ids, lex_scores = lex.top(self.lexical.ids, depth, self._allowed_rows(allowed))
@@ -335,13 +336,33 @@ class Index:
             ids = lex_ids
             if fusion.dense_candidates or lex_ids.size == 0:
                 if dense_found is None:
-                    dense_found = self.vectors.search(qvecs[qi], depth, allowed)[1][0]
+                    dense_found = side.vectors.search(qvecs[qi], depth, allowed)[1][0]
                 ids = np.unique(np.concatenate([lex_ids, dense_found[dense_found >= 0]]))
             lexical = lex.at(self.lexical.rows_of(ids))
-            dense = (self.vectors.reconstruct(ids) @ qvecs[qi]).astype(np.float64)
+            dense = side.scores(ids, qvecs[qi])
             fused = fuse(ids, lexical, dense, fusion, weight)
             out.append(Fused(fused.ids[:n], fused.scores[:n], {k: v[:n] for k, v in fused.components.items()}))
         return out
+
+    def _query_vectors_of(self, queries: Sequence[str], sides: list[DenseSide], needed: list[bool]) -> list[Any]:
+        """Each query's vector from its dense side's embedder (None where no dense score is needed)."""
+        out: list[Any] = [None] * len(queries)
+        for side in {id(s): s for s, need in zip(sides, needed) if need}.values():
+            at = [i for i, (s, need) in enumerate(zip(sides, needed)) if need and s is side]
+            for i, vector in zip(at, side.embed_queries([queries[i] for i in at])):
+                out[i] = vector
+        return out
+
+    def _dense_ranking(self, queries: Sequence[str], sides: list[DenseSide], qvecs: list[Any], n: int,
+                       allowed: np.ndarray | None) -> list[Fused]:
+        """Dense mode: each query's passages from its dense side, in batches of one side."""
+        out: list[Fused | None] = [None] * len(queries)
+        for side in {id(s): s for s in sides}.values():
+            at = [i for i, s in enumerate(sides) if s is side]
+            scores, ids = side.vectors.search(np.stack([qvecs[i] for i in at]), n, allowed)
+            for i, found, score in zip(at, ids, scores):
+                out[i] = from_dense(found, score)
+        return out  # type: ignore[return-value]
 
     def _lexical_scores(self, query: str, doc_weight: float) -> MatchedScores | ScanScores:
         """The lexical scores of ``query``: of the rows it matches, or of every row (:attr:`exhaustive_lexical`)."""
@@ -375,7 +396,7 @@ class Index:
         return np.unique(rows[found])
 
     def _dense_weight(self, query: str, fusion: FusionConfig) -> float:
-        return fusion.weight_for(self.manifest["model"]["name"], detect_language(query))
+        return fusion.weight_for(self.dense_side(query).model, detect_language(query))
 
     def search(self, query: str, k: int = 10, **options: Any) -> list[SearchResult]:
         """The ``k`` best passages for ``query``, best first. Options as in :meth:`search_many`."""
@@ -418,10 +439,10 @@ class Index:
             n = want if per_doc is None else want * 4
             while True:
                 ranked = self.rank_passages([query], n, mode=mode, allowed=allowed, fusion=fusion)[0]
+                exhausted = len(ranked.ids) < n or n >= len(self)  # before collapsing: copies are not the end
                 if groups:
                     ranked = collapse_groups(ranked, doc_of, groups[0])
                 picked = cap_per_doc(ranked, doc_of, per_doc, want)
-                exhausted = len(ranked.ids) < n or n >= len(self)
                 if len(picked) >= want or exhausted:
                     break
                 n *= 4

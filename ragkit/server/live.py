@@ -67,6 +67,9 @@ def warm(index: ragkit.Index) -> None:
     with SEARCH_LOCK:
         index.vectors, index.store, index.lexical, index.doc_lexical  # noqa: B018 - each loads on first access
         index.embed_queries([_WARM_QUERY])
+        for side in index.language_sides():  # a mixed archive's second vectors and query model
+            side.vectors  # noqa: B018
+            side.embed_queries([_WARM_QUERY])
         for mode in ("hybrid", "lexical"):
             index.search_many([_WARM_QUERY], 1, mode=mode)
 
