@@ -159,6 +159,42 @@ def test_a_damaged_second_vector_file_is_refused_at_open(two, tmp_path):
         ragkit.Index.open(path)
 
 
+def test_every_field_of_the_second_index_dropped_or_retyped_is_clean(two, tmp_path):
+    """Each field of a ``language_vectors`` entry (and of its model) dropped and set to a wrong
+    value: ``info --verify``, an English dense search and an update each end in exit 0 or one
+    error line, never a traceback (the manifest fuzzers' index has no second index)."""
+    from hostile_helpers import assert_clean, cli
+
+    base = json.loads((two / "manifest.json").read_text())
+    entry = base["language_vectors"]["indexes"][0]
+    paths = [(k,) for k in entry] + [("model", k) for k in entry["model"]] + [("enabled",), ("indexes",)]
+    work = tmp_path / "index"
+    shutil.copytree(two, work)
+    runs = 0
+    for path in paths:
+        for value in ("@drop", None, -1, "abc", {}, []):
+            edited = json.loads(json.dumps(base))
+            section = edited["language_vectors"]
+            node = section if path in (("enabled",), ("indexes",)) else section["indexes"][0]
+            for key in path[:-1]:
+                node = node[key]
+            if value == "@drop":
+                node.pop(path[-1])
+            else:
+                node[path[-1]] = value
+            (work / "manifest.json").write_text(json.dumps(edited))
+            for args in (["info", "--verify", "--index", work],
+                         ["search", "feline companions", "--mode", "dense", "--index", work],
+                         ["remove", "en-cats", "--index", work, "--quiet"]):
+                rc, _, err = cli(args)
+                assert_clean(rc, err, (path, value, args[0]))
+                runs += 1
+                if rc == 0 and args[0] == "remove":  # a harmless edit: the update went through; start over
+                    shutil.rmtree(work)
+                    shutil.copytree(two, work)
+    assert runs == len(paths) * 6 * 3
+
+
 def test_cli_index_info_search_and_opting_out(corpus, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 

@@ -149,9 +149,7 @@ def test_ray_embeds_a_minority_language_with_its_model_as_the_local_build_does(r
 
     corpus = write(tmp_path / "mixed")
     build_index([corpus], tmp_path / "local")
-    # int8 passage vectors depend on their batch-mates (ragkit.encoders.int8): the 10 English
-    # passages go out as one unit, one batch, as the local build embeds them
-    with executor(documents_per_unit=8, texts_per_unit=32) as ex:
+    with executor(documents_per_unit=8, texts_per_unit=8) as ex:  # units of one batch, 32 texts
         build_index([corpus], tmp_path / "ray", executor=ex)
         assert sum(ex.nodes["embed"].values()) == 2 + 1  # 36 navec-ru passages, then the 10 English ones
     assert_same_index(tmp_path / "local", tmp_path / "ray", top10=False)  # 36 passages: too few for its queries
@@ -162,11 +160,33 @@ def test_ray_embeds_a_minority_language_with_its_model_as_the_local_build_does(r
         one, two = i.dense_side("English"), j.dense_side("English")
         ids = one.vectors.ids()
         assert np.array_equal(ids, two.vectors.ids())
-        np.testing.assert_allclose(one.vectors.reconstruct(ids), two.vectors.reconstruct(ids), atol=1e-5)
+        np.testing.assert_allclose(one.vectors.reconstruct(ids), two.vectors.reconstruct(ids), atol=1e-6)
         queries = ["feline companions", "a hurricane approaches", "новая линия метро", "урожай пшеницы"]
         for mode in ("dense", "hybrid"):
             assert ([[r.doc_id for r in rs] for rs in i.search_many(queries, 10, mode=mode)]
                     == [[r.doc_id for r in rs] for rs in j.search_many(queries, 10, mode=mode)])
+
+
+def test_ray_int8_vectors_equal_the_local_build(ray_local, tmp_path):
+    """all-MiniLM-L6-v2's int8 passage vectors depend on their batch-mates (one activation scale
+    a batch): units are cut from the local encoder's length order at a multiple of its batch
+    size, so the workers embed the local build's very batches (before: up to 0.025 apart)."""
+    from mixed_corpus import ENGLISH
+
+    rng = random.Random(3)
+    sentences = [s.strip() + "." for _, _, text in ENGLISH for s in text.split(". ") if s.strip()]
+    folder = tmp_path / "en"
+    folder.mkdir()
+    with open(folder / "en.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(120):
+            text = " ".join(rng.choice(sentences) for _ in range(rng.randint(1, 4)))
+            fh.write(json.dumps({"id": f"en-{i}", "title": f"Story {i}", "text": text}) + "\n")
+    build_index([folder], tmp_path / "local")
+    with executor(texts_per_unit=40) as ex:  # units of 32: the batch size
+        build_index([folder], tmp_path / "ray", executor=ex)
+        assert sum(ex.nodes["embed"].values()) == 4
+    assert read_manifest(tmp_path / "ray")["model"]["passage_backend"]["name"] == "onnx-int8"
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
 
 
 def _actor_pids(name: str) -> list[int]:

@@ -316,7 +316,8 @@ def _write(
 
 def _language_vectors(root: Path, generation: int, docs: list[Document], spans: list[list[tuple[int, int]]],
                       texts: list[str], ids: np.ndarray, embedder: Embedder, options: BuildOptions,
-                      progress: Progress, executor: Executor, kept: Kept | None) -> tuple[list[dict[str, Any]], list[str]]:
+                      progress: Progress, executor: Executor,
+                      kept: Kept | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The second vector indexes of a mixed archive's minority languages (:mod:`ragkit.build.languages`)."""
     if not options.language_vectors:
         return [], []

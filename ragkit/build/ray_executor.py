@@ -294,10 +294,19 @@ class RayExecutor:
 
     def embed_passages(self, texts: Sequence[str], embedder: Embedder,
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
-        step = self.texts_per_unit
-        units = [json.dumps(list(texts[lo:lo + step]), ensure_ascii=False).encode("utf-8")
-                 for lo in range(0, len(texts), step)]
+        """Vectors of ``texts``, embedded on the workers in the very batches the local path makes.
+
+        The local encoder sorts all texts by length and cuts batches of ``batch_size``
+        (:func:`ragkit.encoders.base.encode_sorted`); int8 vectors depend on their batch-mates
+        (one activation scale a batch), so units are cut from that same order at a multiple of
+        the batch size: each unit's batches are the local build's, and so are the vectors.
+        """
         spec = batches.encoder_spec(embedder)
+        batch = max(1, int(spec.batch_size))
+        step = max(batch, self.texts_per_unit // batch * batch)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)  # stable, as encode_sorted
+        units = [json.dumps([texts[i] for i in order[lo:lo + step]], ensure_ascii=False).encode("utf-8")
+                 for lo in range(0, len(texts), step)]
         dimension = int(embedder.dimension)
 
         def advance(seq: int, _: bytes) -> None:
@@ -305,9 +314,10 @@ class RayExecutor:
                 progress(min(step, len(texts) - seq * step))
 
         packed = self._map("embed", _EmbedActor, units, {"spec": spec}, advance)
-        if not packed:
-            return np.zeros((0, dimension), dtype=np.float32)
-        return np.concatenate([np.frombuffer(p, dtype=np.float32).reshape(-1, dimension) for p in packed])
+        out = np.zeros((len(texts), dimension), dtype=np.float32)
+        if packed:
+            out[order] = np.concatenate([np.frombuffer(p, dtype=np.float32).reshape(-1, dimension) for p in packed])
+        return out
 
     def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
                 reused: np.ndarray | None) -> tuple[LexicalIndex, LexicalIndex]:

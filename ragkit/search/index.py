@@ -209,7 +209,8 @@ class Index:
     def _sides(self) -> tuple[DenseSide, dict[str, DenseSide]]:
         """The main dense side and, by language, the second ones of a mixed archive (:mod:`ragkit.search.routes`)."""
         m = self.manifest["model"]
-        main = DenseSide(m["name"], int(m["dimension"]), lambda: self.vectors, lambda: self.embedder, where=str(self.path))
+        main = DenseSide(m["name"], int(m["dimension"]), lambda: self.vectors, lambda: self.embedder,
+                         where=str(self.path))
         return main, language_sides(self.manifest, lambda: self._data, self._reading)
 
     def language_sides(self) -> list[DenseSide]:

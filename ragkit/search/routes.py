@@ -31,7 +31,8 @@ def query_embedder(model: dict[str, Any], folder: Path, encoder: dict[str, Any] 
     from ragkit.encoders.registry import use_query_export
 
     if not (encoder and use_query_export()):
-        return Embedder(model["name"], query_prompt=model.get("query_prompt"), passage_prompt=model.get("passage_prompt"))
+        return Embedder(model["name"], query_prompt=model.get("query_prompt"),
+                        passage_prompt=model.get("passage_prompt"))
     with reading():  # a pinned encoder is read into memory from its descriptors
         embedder = Embedder(model["name"], query_prompt=model.get("query_prompt", ""),
                             passage_prompt=model.get("passage_prompt", ""), query_encoder=folder / encoder["dir"])
