@@ -129,6 +129,24 @@ def test_updates_keep_the_second_index_in_step(two, tmp_path):
         assert not [n for n in os.listdir(path) if n.startswith("vectors-en-")][2:]  # old ones go after a round
 
 
+def test_an_approximate_second_index_is_refilled_by_a_small_update(corpus, tmp_path):
+    """As the main index: an update that changes few of its passages keeps its training and
+    tuning (ragkit.build.refill) instead of training and tuning it again."""
+    path = tmp_path / "index"
+    ragkit.build_index([corpus], path, options=ragkit.BuildOptions(index_type="hnsw"))
+    (before,) = json.loads((path / "manifest.json").read_text())["language_vectors"]["indexes"]
+    assert before["factory"].startswith("HNSW") and before["retrain"]["refilled"] is False
+    new = ragkit.Document(id="en-orchestra", title="Orchestra plays in the park",
+                          text="The symphony orchestra gave a free open-air concert in the park on Sunday evening.")
+    ragkit.update_index(path, add=[new])
+    (after,) = json.loads((path / "manifest.json").read_text())["language_vectors"]["indexes"]
+    assert after["retrain"] == {"passages": before["passages"], "changed": 1, "share": 0.1, "refilled": True}
+    assert (after["factory"], after["search"], after["tuning"]) == (before["factory"], before["search"], before["tuning"])
+    with ragkit.Index.open(path) as idx:
+        idx.verify()
+        assert idx.search("musicians performing outdoors", 1, mode="dense")[0].doc_id == "en-orchestra"
+
+
 def test_the_minimum_and_the_model_rule():
     assert plan(["ru"] * 50 + ["en"] * MIN_DOCUMENTS, "navec-ru-v1") == {"en": MINILM}
     assert plan(["ru"] * 50 + ["en"] * (MIN_DOCUMENTS - 1), "navec-ru-v1") == {}

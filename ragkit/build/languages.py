@@ -12,7 +12,8 @@ that language take their dense side from it (:mod:`ragkit.search.routes`).
 The passages are the same (cut by the main model's tokenizer), so the store, BM25 and the main
 vectors do not change. The second index is small beside the main one and is written whole in
 each generation from the embedding cache (which keys vectors by model): an update embeds only
-its new passages there too. See benchmarks/mixed_language.py for what it gives.
+its new passages there too, and refills an approximate second index that changed little with
+its training and tuning kept. See benchmarks/mixed_language.py for what it gives.
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ def plan(languages: Sequence[str], main_model: str, recorded: Sequence[dict[str,
 def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence[Sequence[tuple[int, int]]],
           texts: Sequence[str], ids: np.ndarray, main_model: str, options: BuildOptions, progress: Progress,
           encode: Encode, write_vectors: Callable[..., dict[str, Any]],
-          recorded: Sequence[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[str], int]:
+          recorded: Sequence[dict[str, Any]] = (),
+          reused: np.ndarray | None = None) -> tuple[list[dict[str, Any]], list[str], int]:
     """Write the generation's second vector indexes; returns (manifest entries, names written, passages embedded).
 
     ``encode(texts, embedder, progress)`` embeds passages (an executor's workers may);
-    ``write_vectors`` is the executor's vector stage.
+    ``write_vectors`` is the executor's vector stage. In an update (``recorded``: the current
+    entries; ``reused``: each passage's current id, -1 for a new one) an approximate second
+    index that changed little is refilled with its training and tuning kept, as the main one
+    is (:mod:`ragkit.build.refill`).
     """
     from ragkit.build.reuse import RecordedModel
 
@@ -106,8 +111,14 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
                                   label=f"Embedding {language} passages")
         embedded += n
         name = f"vectors-{language}-{generation:06d}.faiss"
-        entry = write_vectors(root / name, ids[rows], vectors, options, progress, chosen_texts, embedder)
-        entry.pop("index_type", None)
+        current = _current(root, model) if isinstance(model, dict) and reused is not None else None
+        changed = 0
+        if current is not None and reused is not None:  # its passages added plus its passages removed
+            kept = int(np.count_nonzero(reused[rows] >= 0))
+            changed = len(rows) - kept + max(0, current.passages - kept)
+        entry = _vectors(root / name, ids[rows], vectors, current, changed, options, progress,
+                         lambda path, ids, vectors, opts: write_vectors(path, ids, vectors, opts, progress,
+                                                                        chosen_texts, embedder))
         if encoder is None and options.query_encoder:
             encoder = stages.query_encoder(root, embedder.embedder if isinstance(embedder, RecordedModel) else embedder)
         entries.append({"language": language, "model": embedder.describe(), "file": name,
@@ -117,3 +128,31 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
         if encoder is not None:
             names.append(encoder["dir"])
     return entries, names, embedded
+
+
+def _current(root: Path, entry: dict[str, Any]) -> Any:  # noqa: ANN401 - a refill.Current
+    """The current generation's second index of a recorded entry (the update verified its file)."""
+    from ragkit.build.refill import Current
+    from ragkit.vectors.faiss_index import VectorIndex
+
+    index = VectorIndex.load(root / entry["file"], entry["factory"], int(entry["model"]["dimension"]),
+                             params=entry.get("search"))
+    return Current(index, {**entry, "index_type": entry["factory"]}, int(entry["passages"]))
+
+
+def _vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Any, changed: int,  # noqa: ANN401
+             options: BuildOptions, progress: Progress,
+             write: Callable[[Path, np.ndarray, np.ndarray, BuildOptions], dict[str, Any]]) -> dict[str, Any]:
+    """A second index's file and entry: refilled while little changed, else written (its type kept
+    within the share under ``auto``, as the main index's is)."""
+    from dataclasses import replace
+
+    from ragkit.build.refill import drift, fresh_entry, kept_entry, refill
+
+    entry = refill(path, ids, vectors, current, changed, progress) if current is not None else None
+    if entry is None:
+        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
+        entry = write(path, ids, vectors, replace(options, index_type=current.entry["factory"]) if keep_type else options)
+        entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
+    entry.pop("index_type", None)
+    return entry

@@ -276,7 +276,7 @@ def _write(
         vector_entry = _vectors(root / names["vectors"], executor, ids, vectors, fresh_vectors, reused, current,
                                 changed, options, progress, texts, embedder, started)
         second = _language_vectors(root, generation, docs, spans, texts, ids, embedder, options, progress, executor,
-                                   kept)
+                                   kept, reused)
         lexical = lexical_job.result()
     for key in ("vectors", "store"):
         fsync_file(root / names[key])
@@ -316,8 +316,8 @@ def _write(
 
 def _language_vectors(root: Path, generation: int, docs: list[Document], spans: list[list[tuple[int, int]]],
                       texts: list[str], ids: np.ndarray, embedder: Embedder, options: BuildOptions,
-                      progress: Progress, executor: Executor,
-                      kept: Kept | None) -> tuple[list[dict[str, Any]], list[str]]:
+                      progress: Progress, executor: Executor, kept: Kept | None,
+                      reused: np.ndarray | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The second vector indexes of a mixed archive's minority languages (:mod:`ragkit.build.languages`)."""
     if not options.language_vectors:
         return [], []
@@ -325,7 +325,8 @@ def _language_vectors(root: Path, generation: int, docs: list[Document], spans: 
 
     entries, written, _ = languages.write(root, generation, docs, spans, texts, ids, embedder.name, options, progress,
                                           lambda batch, model, advance: executor.embed_passages(batch, model, advance),
-                                          executor.write_vectors, kept.language_vectors if kept is not None else ())
+                                          executor.write_vectors, kept.language_vectors if kept is not None else (),
+                                          reused)
     return entries, written
 
 
