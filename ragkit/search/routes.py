@@ -82,7 +82,7 @@ class DenseSide:
         """Cosine similarity of ``query`` with each candidate; candidates this index lacks get the lowest one."""
         if self.complete:
             return (self.vectors.reconstruct(ids) @ query).astype(np.float64)
-        present = np.isin(ids, self.vectors._present(ids))
+        present = self.vectors.holds(ids)
         out = np.zeros(len(ids), dtype=np.float64)
         if present.any():
             out[present] = self.vectors.reconstruct(ids[present]) @ query

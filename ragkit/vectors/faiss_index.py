@@ -344,11 +344,16 @@ class VectorIndex:
         order, sorted_ids = self._sorted_ids()
         return order[np.searchsorted(sorted_ids, ids)]
 
-    def _present(self, ids: np.ndarray) -> np.ndarray:
+    def holds(self, ids: np.ndarray) -> np.ndarray:
+        """For each of ``ids``, whether this index stores a vector for it."""
         _, sorted_ids = self._sorted_ids()
-        pos = np.searchsorted(sorted_ids, ids)
-        pos = np.minimum(pos, max(len(sorted_ids) - 1, 0))
-        return ids[(sorted_ids[pos] == ids)] if len(sorted_ids) else ids[:0]
+        if not len(sorted_ids):
+            return np.zeros(len(ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        return sorted_ids[pos] == ids
+
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        return ids[self.holds(ids)]
 
     def _sorted_ids(self) -> tuple[np.ndarray, np.ndarray]:
         if self._sorted is None:
