@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("trafilatura", reason="the [formats] extra (trafilatura, warcio, pypdf, python-docx) is not installed")
@@ -271,6 +271,8 @@ _SEEDS: dict[str, bytes] = {}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# found in CI: the edit leaves the seed PDF's last page without text; its start fell past the text's end
+@example(suffix=".pdf", edits=[(0.375, b"\x00\x00")], cut=1.0, raw=False)
 @given(suffix=st.sampled_from([".pdf", ".docx", ".warc", ".html", ".warc.gz"]),
        edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=0, max_size=8)), max_size=6),
        cut=st.floats(0.05, 1.0), raw=st.booleans())

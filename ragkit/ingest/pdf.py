@@ -57,6 +57,7 @@ def iter_pdf(path: Path, doc_id: str, report: LoadReport, stem: str) -> Iterator
             return
         info = _info(reader)
     text = _PAGE_SEPARATOR.join(parts)
+    starts = [min(start, len(text)) for start in starts]  # a page with no text after the last one starts at the end
     title = info.get("title") or first_sentence_title(text, markdown=False) or display_path(stem)
     metadata = {"author": info["author"]} if info.get("author") else {}
     yield str(path), Document(id=display_path(doc_id), text=text, title=title, date=info.get("date"),
