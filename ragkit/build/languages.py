@@ -85,6 +85,7 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
     index that changed little is refilled with its training and tuning kept, as the main one
     is (:mod:`ragkit.build.refill`).
     """
+    from ragkit.build.refill import refill_or_write
     from ragkit.build.reuse import RecordedModel
 
     languages = languages_of(docs)
@@ -116,9 +117,10 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
         if current is not None and reused is not None:  # its passages added plus its passages removed
             kept = int(np.count_nonzero(reused[rows] >= 0))
             changed = len(rows) - kept + max(0, current.passages - kept)
-        entry = _vectors(root / name, ids[rows], vectors, current, changed, options, progress,
-                         lambda path, ids, vectors, opts: write_vectors(path, ids, vectors, opts, progress,
-                                                                        chosen_texts, embedder))
+        entry = refill_or_write(root / name, ids[rows], vectors, current, changed, options, progress,
+                                lambda opts: write_vectors(root / name, ids[rows], vectors, opts, progress,
+                                                           chosen_texts, embedder))
+        entry.pop("index_type", None)
         if encoder is None and options.query_encoder:
             encoder = stages.query_encoder(root, embedder.embedder if isinstance(embedder, RecordedModel) else embedder)
         entries.append({"language": language, "model": embedder.describe(), "file": name,
@@ -138,21 +140,3 @@ def _current(root: Path, entry: dict[str, Any]) -> Any:  # noqa: ANN401 - a refi
     index = VectorIndex.load(root / entry["file"], entry["factory"], int(entry["model"]["dimension"]),
                              params=entry.get("search"))
     return Current(index, {**entry, "index_type": entry["factory"]}, int(entry["passages"]))
-
-
-def _vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Any, changed: int,  # noqa: ANN401
-             options: BuildOptions, progress: Progress,
-             write: Callable[[Path, np.ndarray, np.ndarray, BuildOptions], dict[str, Any]]) -> dict[str, Any]:
-    """A second index's file and entry: refilled while little changed, else written (its type kept
-    within the share under ``auto``, as the main index's is)."""
-    from dataclasses import replace
-
-    from ragkit.build.refill import drift, fresh_entry, kept_entry, refill
-
-    entry = refill(path, ids, vectors, current, changed, progress) if current is not None else None
-    if entry is None:
-        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
-        entry = write(path, ids, vectors, replace(options, index_type=current.entry["factory"]) if keep_type else options)
-        entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
-    entry.pop("index_type", None)
-    return entry

@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 from ragkit.build import stages
 from ragkit.build.executor import Executor, LocalExecutor
 from ragkit.build.options import BuildOptions, BuildResult, options_of
-from ragkit.build.refill import Current, drift, fresh_entry, in_place, in_place_applies, kept_entry, refill
+from ragkit.build.refill import Current, in_place, in_place_applies, refill_or_write
 from ragkit.build.reuse import Kept, RecordedModel, passage_ids, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
@@ -347,15 +346,13 @@ def _vectors(path: Path, executor: Executor, ids: np.ndarray, vectors: np.ndarra
     if vectors is None:  # an update in place: the current vectors stay where they are
         assert current is not None and reused is not None and fresh_vectors is not None
         return in_place(path, current, reused, ids, fresh_vectors, changed, progress)
-    entry = refill(path, ids, vectors, current, changed, progress) if current is not None else None
-    if entry is None:
-        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
-        vector_options = replace(options, index_type=current.entry["factory"]) if keep_type else options
+    def write(vector_options: BuildOptions) -> dict[str, Any]:
         entry = executor.write_vectors(path, ids, vectors, vector_options, progress, texts, embedder)
         stages.tuning_share(entry, time.perf_counter() - started)
         entry["index_type"] = options.index_type
-        entry["retrain"] = kept_entry(current, changed, refilled=False) if keep_type else fresh_entry(len(ids))
-    return entry
+        return entry
+
+    return refill_or_write(path, ids, vectors, current, changed, options, progress, write)
 
 
 def ensure_index(

@@ -18,6 +18,7 @@ retuned for a 1 % update (that took 210 s of a 320 s update at 100k).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,24 @@ def refill(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Current | 
     progress.start("Writing", None)
     index.save(path)
     return kept_settings(current, changed)
+
+
+def refill_or_write(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Current | None, changed: int,
+                    options: Any, progress: Progress,  # noqa: ANN401 - BuildOptions (not imported here)
+                    write: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """The manifest entry of an index refilled while little changed (:func:`refill`), else of one
+    ``write(options)`` builds; under ``auto`` within the share it keeps the current type, so
+    crossing auto's size limits does not retrain and retune for a small update."""
+    from dataclasses import replace
+
+    entry = refill(path, ids, vectors, current, changed, progress) if current is not None else None
+    if entry is None:
+        keep_type = current is not None and options.index_type == "auto" and drift(current, changed)[2]
+        kept_type = replace(options, index_type=current.entry["factory"]) if keep_type else options  # type: ignore[union-attr]
+        entry = write(kept_type)
+        entry["retrain"] = (kept_entry(current, changed, refilled=False) if keep_type  # type: ignore[arg-type]
+                            else fresh_entry(len(ids)))
+    return entry
 
 
 def in_place_applies(current: Current | None, changed: int, dimension: int) -> bool:
