@@ -485,3 +485,41 @@ def test_utf8_russian_round_trip(tmp_path: Path, text: str) -> None:
     path = tmp_path / "ru.txt"
     path.write_bytes(text.encode("utf-8"))
     assert read_text(path) == text
+
+
+# --------------------------------------------------------------------------- read elsewhere
+
+
+def test_files_read_one_by_one_and_merged_equal_one_local_read(tmp_path: Path) -> None:
+    """What a distributed build does (plan here, read each file elsewhere, ship it as JSON, merge in
+    plan order) gives the documents, ids, metadata, pages and report of one local read."""
+    from messy_tree import messy_tree
+
+    from ragkit.build.batches import load_batch, pack_files, pack_loads, unpack_files, unpack_loads
+    from ragkit.ingest.loaders import iter_documents, merged_documents, planned_files
+
+    paths = messy_tree(tmp_path)
+    local_report = LoadReport()
+    local = list(iter_documents(paths, local_report))
+    report = LoadReport()
+    planned = planned_files(paths, report)
+    shipped = unpack_files(pack_files([(str(p), i) for p, i, _ in planned]))
+    loads = unpack_loads(pack_loads(load_batch(shipped)))
+    merged = list(merged_documents(planned, loads, report))
+    assert merged == local
+    assert (report.files, report.documents, report.skipped) == (local_report.files, local_report.documents,
+                                                                local_report.skipped)
+    # the tree has what it is for: skips between documents, metadata, pages, a duplicate id across files
+    kinds = " ".join(reason for _, reason in report.skipped)
+    for reason in ("duplicate id 'x'", "duplicate id 'z'", "already loaded", "not a regular file", "unsupported",
+                   "does not exist", "symlink"):
+        assert reason in kinds, reason
+    assert any(d.pages for d in merged) and any(d.metadata for d in merged)
+    assert len({loc for loc, _ in report.skipped}) > 5
+
+
+def test_a_file_another_machine_does_not_see_is_marked_for_the_driver(tmp_path: Path) -> None:
+    from ragkit.build.batches import load_batch
+
+    there = write(tmp_path / "a.txt", "Текст.")
+    assert load_batch([(str(tmp_path / "gone.txt"), "gone.txt"), (str(there), "a.txt")])[0] is None

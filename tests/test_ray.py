@@ -65,8 +65,10 @@ def ray_local():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
+    """240 documents in 6 JSONL shards: the workers read them too."""
     folder = tmp_path_factory.mktemp("corpus")
-    write_corpus(folder, 240)
+    for shard in range(6):
+        write_corpus(folder, 40, seed=shard, start=40 * shard)
     return folder
 
 
@@ -165,6 +167,26 @@ def test_ray_embeds_a_minority_language_with_its_model_as_the_local_build_does(r
         for mode in ("dense", "hybrid"):
             assert ([[r.doc_id for r in rs] for rs in i.search_many(queries, 10, mode=mode)]
                     == [[r.doc_id for r in rs] for rs in j.search_many(queries, 10, mode=mode)])
+
+
+def test_ray_reads_the_files_on_workers_as_one_local_read(ray_local, tmp_path):
+    """Files go to the workers in units and come back merged in file order: the documents, ids,
+    metadata, pages and skip report of a local read, whatever order the units finish in."""
+    from messy_tree import messy_tree
+
+    from ragkit.ingest.loaders import LoadReport, iter_documents
+    from ragkit.progress import NoProgress
+
+    paths = messy_tree(tmp_path)
+    local_report = LoadReport()
+    local = list(iter_documents(paths, local_report))
+    report = LoadReport()
+    with RayExecutor(workers=2, files_per_unit=2) as ex:
+        docs = ex.load([str(p) for p in paths], report, NoProgress())
+        assert sum(ex.nodes["load"].values()) >= 4  # several units, not one
+    assert docs == local
+    assert (report.files, report.documents, report.skipped) == (local_report.files, local_report.documents,
+                                                                local_report.skipped)
 
 
 def test_ray_int8_vectors_equal_the_local_build(ray_local, tmp_path):
@@ -309,6 +331,6 @@ def test_two_node_cluster_spreads_the_work_and_builds_the_same_index(corpus, tmp
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["nodes"]) == 2
-    for stage in ("chunk", "embed"):
+    for stage in ("load", "chunk", "embed"):
         assert set(report["used"][stage]) == set(report["nodes"]), (stage, report)  # both nodes ran units
     assert_same_index(local, tmp_path / "ray")

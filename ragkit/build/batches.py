@@ -1,18 +1,20 @@
 """The build stages over one batch, as a worker runs them, and the merge of their results.
 
-A worker gets a batch of documents (or of passage texts), rebuilds the encoder from its
-picklable spec (:func:`worker_embedder`), and returns a partial result that the driver merges
-in batch order: passage spans per document, and BM25 term counts (:class:`TermCounts`) of
-the batch's passages and documents; or the vectors of a batch of texts. Merged in order, the
-parts give exactly what the in-process stages give over the whole corpus: chunking is per
-document, and term counts merge into the same vocabulary order, so the BM25 arrays are
-bit-identical. Parts travel as ``.npz`` bytes (no pickle).
+A worker gets a batch of files to read (:func:`load_batch`), of documents, or of passage texts;
+it rebuilds the encoder from its picklable spec (:func:`worker_embedder`), and returns a
+partial result that the driver merges in batch order: each file's documents and skips (in the
+order :func:`ragkit.ingest.loaders.merged_documents` needs); passage spans per document, and
+BM25 term counts (:class:`TermCounts`) of the batch's passages and documents; or the vectors of
+a batch of texts. Merged in order, the parts give exactly what the in-process stages give over
+the whole corpus: chunking is per document, and term counts merge into the same vocabulary
+order, so the BM25 arrays are bit-identical. Parts travel as JSON or ``.npz`` bytes (no pickle).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,11 +26,13 @@ from ragkit.build.reuse import Kept
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.encoders.registry import recorded_backend
+from ragkit.ingest.loaders import FileLoad, load_file
 from ragkit.lexical.analysis import Analyzer
 from ragkit.lexical.bm25 import LexicalIndex, TermCounts, count_terms
 from ragkit.progress import NoProgress
 
-_DOC_FIELDS = ("id", "text", "title", "date", "source", "url")
+_DOC_FIELDS = ("id", "text", "title", "date", "source", "url")  # what chunking reads
+_ALL_FIELDS = (*_DOC_FIELDS, "metadata", "pages")  # a loaded document, whole
 
 
 def encoder_spec(embedder: Any) -> EncoderSpec:  # noqa: ANN401 - Embedder or RecordedModel
@@ -39,7 +43,8 @@ def encoder_spec(embedder: Any) -> EncoderSpec:  # noqa: ANN401 - Embedder or Re
         return replace(own(), query_encoder=None)
     recorded = embedder.describe()
     return EncoderSpec(model=str(recorded["name"]), backend=recorded_backend(recorded),
-                       query_prompt=recorded.get("query_prompt") or "", passage_prompt=recorded.get("passage_prompt") or "")
+                       query_prompt=recorded.get("query_prompt") or "",
+                       passage_prompt=recorded.get("passage_prompt") or "")
 
 
 def worker_embedder(spec: EncoderSpec) -> Embedder:
@@ -77,6 +82,47 @@ def pack_documents(docs: list[Document]) -> bytes:
 
 def unpack_documents(data: bytes) -> list[Document]:
     return [Document(*row) for row in json.loads(bytes(data).decode("utf-8"))]
+
+
+def load_batch(files: list[tuple[str, str]]) -> list[FileLoad | None]:
+    """What each planned file ``(path, default id)`` gives; None for a path this machine does not
+    see (the driver reads that one: a cluster without a shared filesystem still builds)."""
+    return [load_file(path, doc_id) if os.path.lexists(path) else None for path, doc_id in files]
+
+
+def pack_files(files: list[tuple[str, str]]) -> bytes:
+    return _json_bytes(files)
+
+
+def unpack_files(data: bytes) -> list[tuple[str, str]]:
+    return [(path, doc_id) for path, doc_id in _from_json_bytes(data)]
+
+
+def pack_loads(loads: list[FileLoad | None]) -> bytes:
+    """File loads as JSON (every document field; paths keep their undecodable bytes)."""
+    rows = [None if load is None else
+            [[[location, *(getattr(doc, f) for f in _ALL_FIELDS)] for location, doc in load.documents],
+             load.skips, load.skips_before] for load in loads]
+    return _json_bytes(rows)
+
+
+def unpack_loads(data: bytes) -> list[FileLoad | None]:
+    out: list[FileLoad | None] = []
+    for row in _from_json_bytes(data):
+        if row is None:
+            out.append(None)
+            continue
+        documents = [(r[0], Document(*r[1:-1], pages=tuple(r[-1]))) for r in row[0]]
+        out.append(FileLoad(documents, [(loc, why) for loc, why in row[1]], [int(n) for n in row[2]]))
+    return out
+
+
+def _json_bytes(value: Any) -> bytes:  # noqa: ANN401
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _from_json_bytes(data: bytes) -> Any:  # noqa: ANN401
+    return json.loads(bytes(data).decode("utf-8", "surrogatepass"))
 
 
 def _json_array(value: Any) -> np.ndarray:  # noqa: ANN401

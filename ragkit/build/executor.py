@@ -1,7 +1,7 @@
 """Where the heavy build stages run: in this process (:class:`LocalExecutor`) or elsewhere.
 
-A build (:func:`ragkit.build.pipeline._write`) asks its executor to cut passages, embed the
-passages the cache lacks, count BM25 terms and build the vector index. The local executor is
+A build (:func:`ragkit.build.pipeline.build_index`) asks its executor to read the files, cut
+passages, embed the passages the cache lacks, count BM25 terms and build the vector index. The local executor is
 the in-process path, the stage functions of :mod:`ragkit.build.stages` called over whole
 lists. Another executor (:class:`ragkit.build.ray_executor.RayExecutor`) runs the batch
 functions of :mod:`ragkit.build.batches` on workers and merges their partial results into the
@@ -21,6 +21,7 @@ from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
+from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import Progress
 
@@ -31,6 +32,8 @@ class Executor(Protocol):
     """The stages a build hands over; every method returns what the local stage returns."""
 
     name: str
+
+    def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]: ...
 
     def chunk(self, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
               kept: Kept | None) -> Chunked: ...
@@ -51,6 +54,9 @@ class LocalExecutor:
     """The in-process build: each stage over the whole corpus, as ragkit always ran it."""
 
     name = "local"
+
+    def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
+        return stages.load_here(paths, report, progress)
 
     def chunk(self, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
               kept: Kept | None) -> Chunked:

@@ -85,7 +85,7 @@ def build_index(
         unchanged = _unchanged(root, paths, fingerprint, model or (embedder.name if embedder else None), options)
         if unchanged is not None:
             return unchanged
-    docs, report, source_paths = stages.collect(items, progress)
+    docs, report, source_paths = stages.collect(items, progress, load=(executor or LocalExecutor()).load)
     if embedder is None and model is None:
         from ragkit.encoders.registry import default_model
 
@@ -97,7 +97,8 @@ def build_index(
     return result
 
 
-def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None, options: BuildOptions) -> BuildResult | None:
+def _unchanged(root: Path, paths: list[str], fingerprint: str, model: str | None,
+               options: BuildOptions) -> BuildResult | None:
     """The result of a build that has nothing to do, or None when the index must be (re)built."""
     from ragkit.encoders.registry import same_model
     from ragkit.errors import RagkitError
@@ -145,7 +146,8 @@ def update_index(
     root = Path(path)
     if isinstance(add, (str, os.PathLike)):
         add = [add]
-    new_docs, report, source_paths = stages.collect(add, progress, allow_empty=True)
+    new_docs, report, source_paths = stages.collect(add, progress, allow_empty=True,
+                                                    load=(executor or LocalExecutor()).load)
     with writer_lock(root, wait, on_wait, create=False):
         manifest = read_manifest(root)
         # every byte taken over is verified, never laundered: the full check reads (and hashes,

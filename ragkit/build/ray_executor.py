@@ -1,33 +1,34 @@
 """The build on a Ray cluster (Ray Data): ``build_index(..., executor=RayExecutor(...))``.
 
-Chunking (with BM25 term counting) and embedding run in ``map_batches`` over a stateful pool
-of ``workers`` actors, each holding one encoder rebuilt from the picklable encoder spec
-(:func:`ragkit.build.batches.worker_embedder`). Work goes out in numbered units (a batch of
-documents, or of passage texts) and comes back as partial results that the driver puts in
-unit order and merges (:mod:`ragkit.build.batches`): passage ids follow the corpus order,
-never the order workers finish in, and the merged BM25 is bit-identical to a local build.
+Reading the files, chunking (with BM25 term counting) and embedding run in ``map_batches``
+over stateful pools of ``workers`` actors; the chunking and embedding actors each hold one
+encoder rebuilt from the picklable encoder spec (:func:`ragkit.build.batches.worker_embedder`).
+Work goes out in numbered units (a batch of files, of documents, or of passage texts) and
+comes back as partial results that the driver puts in unit order and merges
+(:mod:`ragkit.build.batches`): documents, skips and passage ids follow the corpus order, never
+the order workers finish in, and the merged BM25 is bit-identical to a local build. Workers
+read the files at the driver's paths; a file a worker's machine does not see (no shared
+filesystem) is read by the driver instead.
 
 The driver keeps the embedding cache (only texts it lacks go to the workers) and trains the
 FAISS quantisers on one sample; Ray tasks add shards of the vectors to copies of the trained
 index and the driver merges them in order (flat and IVF types; FAISS cannot merge HNSW or
 refine types, which the driver builds itself), tunes the result and commits the generation
-as any build.
+as any build. The driver still holds the documents, passage texts and vectors of the whole
+corpus meanwhile, as the local build does.
 
 Resources: each actor asks for at most one CPU, and the pool together for at most the
 cluster's CPUs less half a CPU (:meth:`RayExecutor.cpus_per_worker`), so Ray Data's own tasks
-always find one: on a 2-CPU instance, two actors of one CPU each starved them and the run hung. Ray's logs and progress
-bars stay off unless ``verbose``.
+always find one: on a 2-CPU instance, two actors of one CPU each starved them and the run
+hung. Ray's logs and progress bars stay off unless ``verbose``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,55 +39,38 @@ from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder, EncoderSpec
+from ragkit.build.ray_runtime import (RayBuildError, clear_error, quiet_ray_data, quiet_worker, ray_module,
+                                     start_ray, worker_threads)
 from ragkit.errors import InvalidArgumentError, RagkitError
+from ragkit.ingest.loaders import load_file, merged_documents, planned_files
+from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
 from ragkit.vectors.faiss_index import VectorIndex
 
 _RETRIES = 3  # restarts of a dead actor, and retries of the unit it was running
-_POOL_START_S = 600  # an actor pool that cannot start in this time fails the build
+_UNIT_BYTES = 16 << 20  # a unit of files to read stops at the first file past this many bytes
 
 
-class RayBuildError(RagkitError):
-    """The Ray cluster could not finish a build stage (the current index is untouched)."""
+class _LoadActor:
+    """A Ray Data actor: reads batches of files (the document loaders)."""
 
+    def __init__(self, cpus: float) -> None:
+        quiet_worker()  # no encoder here: torch is never imported
 
-def _ray() -> Any:  # noqa: ANN401 - the module
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise InvalidArgumentError("the ray engine needs Ray: pip install 'ragkit[ray]'") from None
-    return ray
-
-
-def _quiet_worker() -> None:
-    """Keep a worker's libraries from printing (transformers, tokenizers)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _threads(cpus: float) -> None:
-    """Run the encoder on as many threads as the actor has CPUs (at least one)."""
-    n = max(1, int(cpus))
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = [batches.pack_loads(batches.load_batch(batches.unpack_files(u))) for u in batch["unit"]]
+        return _output(batch, out)
 
 
 class _ChunkActor:
     """A Ray Data actor: cuts passages and counts BM25 terms of batches of documents."""
 
     def __init__(self, spec: EncoderSpec, options: BuildOptions, cpus: float) -> None:
-        _quiet_worker()
-        _threads(cpus)
+        quiet_worker()
+        worker_threads(cpus)
         self.embedder = batches.worker_embedder(spec)
+        worker_threads(cpus)  # the encoder may have imported torch
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -99,9 +83,10 @@ class _EmbedActor:
     """A Ray Data actor: embeds batches of passage texts."""
 
     def __init__(self, spec: EncoderSpec, cpus: float) -> None:
-        _quiet_worker()
-        _threads(cpus)
+        quiet_worker()
+        worker_threads(cpus)
         self.embedder = batches.worker_embedder(spec)
+        worker_threads(cpus)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
@@ -124,71 +109,22 @@ def _output(batch: dict[str, np.ndarray], results: list[bytes]) -> dict[str, np.
             "node": np.array([node] * len(results), dtype=object), "rss_kib": np.full(len(results), rss, np.int64)}
 
 
-def start_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> None:
-    """``ray.init`` without Ray's noise unless ``verbose``: no driver logs, no dashboard, errors only."""
-    ray = _ray()
-    if not verbose:
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core's C++ log lines on stderr
-        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    kwargs: dict[str, Any] = {"num_cpus": num_cpus} if address is None and num_cpus is not None else {}
-    try:
-        with _stderr_muted(not verbose):  # the core's one line saying it took the log level
-            ray.init(address=address, log_to_driver=verbose, include_dashboard=False,
-                     logging_level=logging.INFO if verbose else logging.ERROR, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RayBuildError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {first}") from exc
-
-
-@contextmanager
-def _stderr_muted(mute: bool) -> Iterator[None]:
-    """File descriptor 2 to /dev/null meanwhile (C++ code writes there, not to ``sys.stderr``)."""
-    if not mute:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def quiet_ray_data(verbose: bool = False) -> None:
-    """Ray Data's progress bars and execution banners only when ``verbose``; each actor pool
-    starts whole before work goes out (else the first actor up takes every unit of a small
-    stage), and a pool the cluster cannot place fails after 10 minutes instead of waiting."""
-    ctx = _ray().data.DataContext.get_current()
-    ctx.wait_for_min_actors_s = _POOL_START_S
-    ctx.enable_progress_bars = verbose
-    ctx.enable_operator_progress_bars = verbose
-    ctx.print_on_execution_start = verbose
-    ctx.verbose_stats_logs = False
-    if not verbose:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-
-
 class RayExecutor:
     """Runs a build's chunking, BM25 counting and embedding on Ray (see the module doc).
 
     ``address``: None starts a local Ray instance (or uses the one this process already
     started), ``"auto"`` or ``"ray://host:port"`` joins a running cluster. ``workers``: actors
     in each stage's pool. ``cpus_per_worker`` / ``gpus_per_worker``: what each actor asks for
-    (default: see :meth:`cpus_per_worker`; no GPU). A work unit holds ``documents_per_unit``
-    documents or ``texts_per_unit`` texts; vector shards hold at least ``shard_vectors``.
+    (default: see :meth:`cpus_per_worker`; no GPU). A work unit holds up to ``files_per_unit``
+    files to read (and stops past 16 MiB), ``documents_per_unit`` documents or ``texts_per_unit``
+    texts; vector shards hold at least ``shard_vectors``.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int = 2, *, cpus_per_worker: float | None = None,
-                 gpus_per_worker: float = 0.0, documents_per_unit: int = 64, texts_per_unit: int = 256,
-                 shard_vectors: int = 100_000, verbose: bool = False) -> None:
+                 gpus_per_worker: float = 0.0, files_per_unit: int = 64, documents_per_unit: int = 64,
+                 texts_per_unit: int = 256, shard_vectors: int = 100_000, verbose: bool = False) -> None:
         if workers < 1:
             raise InvalidArgumentError(f"--workers must be at least 1, got {workers}")
         if cpus_per_worker is not None and cpus_per_worker <= 0:
@@ -197,6 +133,7 @@ class RayExecutor:
         self.workers = int(workers)
         self._cpus = cpus_per_worker
         self.gpus_per_worker = float(gpus_per_worker)
+        self.files_per_unit = max(1, int(files_per_unit))
         self.documents_per_unit = int(documents_per_unit)
         self.texts_per_unit = int(texts_per_unit)
         self.shard_vectors = max(1, int(shard_vectors))
@@ -212,7 +149,7 @@ class RayExecutor:
         """Connect to (or start) Ray and silence it; done on first use."""
         if self._ready:
             return
-        ray = _ray()
+        ray = ray_module()
         if not ray.is_initialized():
             start_ray(self.address, verbose=self.verbose)
             self._started = True
@@ -222,7 +159,7 @@ class RayExecutor:
     def close(self) -> None:
         """Shut down the Ray instance this executor started (one it joined stays)."""
         if self._started:
-            _ray().shutdown()
+            ray_module().shutdown()
             self._started = False
         self._ready = False
 
@@ -240,7 +177,7 @@ class RayExecutor:
         """
         if self._cpus is not None:
             return self._cpus
-        total = float(_ray().cluster_resources().get("CPU", 1.0))
+        total = float(ray_module().cluster_resources().get("CPU", 1.0))
         return round(max(0.05, min(1.0, (total - 0.5) / self.workers)), 2)
 
     # -- the stages -----------------------------------------------------------------------
@@ -250,7 +187,7 @@ class RayExecutor:
         if not units:
             return []
         self.start()
-        ray = _ray()
+        ray = ray_module()
         cpus = self.cpus_per_worker()
         remote: dict[str, Any] = {"max_restarts": _RETRIES, "max_task_retries": _RETRIES}
         ds = ray.data.from_items([{"seq": i, "unit": u} for i, u in enumerate(units)],
@@ -258,7 +195,7 @@ class RayExecutor:
         with warnings.catch_warnings():  # bounded retries have no named parameter yet (Ray 2.60)
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(actor, fn_constructor_kwargs={**constructor, "cpus": cpus}, batch_size=1,
-                                batch_format="numpy", concurrency=self.workers, num_cpus=cpus,
+                                batch_format="numpy", concurrency=min(self.workers, len(units)), num_cpus=cpus,
                                 num_gpus=self.gpus_per_worker or None, **remote)
         results: dict[int, bytes] = {}
         nodes = self.nodes.setdefault(stage, {})
@@ -273,10 +210,38 @@ class RayExecutor:
         except RagkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
-            raise _clear_error(exc) from exc
+            raise clear_error(exc) from exc
         if len(results) != len(units):
             raise RayBuildError(f"the Ray cluster returned {len(results)} of {len(units)} work units")
         return [results[i] for i in range(len(units))]
+
+    def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
+        """The documents of ``paths``, read on the workers in units of files and merged in file order:
+        the documents, ids and report of a local read. A file a worker does not see is read here."""
+        planned = planned_files(paths, report)
+        step = max(1, min(self.files_per_unit, -(-len(planned) // (4 * self.workers))))
+        groups: list[list[tuple[Path, str, int]]] = []
+        size = 0
+        for entry in planned:  # at most ``step`` files, or one file past _UNIT_BYTES, a unit
+            if not groups or len(groups[-1]) >= step or size >= _UNIT_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(entry)
+            size += _size(entry[0])
+        units = [batches.pack_files([(str(path), doc_id) for path, doc_id, _ in g]) for g in groups]
+        progress.start("Loading", len(planned))
+        if len(units) < 2:  # nothing to spread: no actor pool to start
+            loads = [load_file(path, doc_id) for path, doc_id, _ in planned]
+        else:
+            packed = self._map("load", _LoadActor, units, {}, lambda seq, _: progress.advance(len(groups[seq])))
+            loads = []
+            for i, group in enumerate(groups):
+                part, packed[i] = packed[i], b""  # each part's JSON goes once it is read
+                loads.extend(load if load is not None else load_file(path, doc_id)  # not seen there: read here
+                             for (path, doc_id, _), load in zip(group, batches.unpack_loads(part), strict=True))
+        docs = list(merged_documents(planned, loads, report))
+        progress.finish()
+        return docs
 
     def chunk(self, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
               kept: Kept | None) -> stages.Chunked:
@@ -342,7 +307,7 @@ class RayExecutor:
         if not mergeable or shards < 2:
             return None
         self.start()
-        ray = _ray()
+        ray = ray_module()
         empty_bytes = index.to_bytes()
         empty = ray.put(empty_bytes)
         merged = VectorIndex.from_bytes(empty_bytes, index.factory)  # the shards' own types, as FAISS reads them
@@ -359,8 +324,15 @@ class RayExecutor:
         except RagkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
-            raise _clear_error(exc) from exc
+            raise clear_error(exc) from exc
         return merged
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _add_shard(empty: np.ndarray, factory: str, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, str]:
@@ -370,27 +342,3 @@ def _add_shard(empty: np.ndarray, factory: str, ids: np.ndarray, vectors: np.nda
     shard = VectorIndex.from_bytes(empty, factory)
     shard.add(ids, vectors)
     return shard.to_bytes(), ray.get_runtime_context().get_node_id()
-
-
-def _clear_error(exc: BaseException) -> RagkitError:
-    """One clear error for a failure inside Ray: a ragkit error a worker raised, or Ray's own."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, RagkitError):
-            return current
-        cause = getattr(current, "cause", None)
-        current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
-    import re
-
-    import ragkit.errors as errors
-
-    # A worker's exception often reaches the driver only as text (Ray's remote traceback).
-    for name, message in re.findall(r"ragkit\.errors\.(\w+): (.+)", str(exc)):
-        kind = getattr(errors, name, None)
-        if isinstance(kind, type) and issubclass(kind, RagkitError):
-            return kind(message.split("Traceback (most recent call last)")[0].strip())
-    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    plain = re.sub("\x1b\\[[0-9;]*m", "", first)  # Ray colours its task names
-    return RayBuildError(f"the Ray build failed: {type(exc).__name__}: {plain[:300]}")

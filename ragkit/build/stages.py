@@ -22,7 +22,7 @@ from ragkit.encoders.cache import CACHE_NAME, EmbeddingCache
 from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError, ModelMismatchError
 from ragkit.ingest.chunking import MIN_MAX_TOKENS, Chunker
-from ragkit.ingest.loaders import LoadReport, load_documents
+from ragkit.ingest.loaders import LoadReport, iter_documents
 from ragkit.ingest.report import display_path
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import Progress
@@ -32,9 +32,15 @@ from ragkit.vectors.faiss_index import VectorIndex
 _MAX_TITLE_SHARE = 0.25
 
 
+Load = Callable[[list[str], LoadReport, Progress], list[Document]]
+
+
 def collect(
-    sources: Iterable[str | os.PathLike[str]] | Iterable[Document], progress: Progress, allow_empty: bool = False
+    sources: Iterable[str | os.PathLike[str]] | Iterable[Document], progress: Progress, allow_empty: bool = False,
+    load: Load | None = None,
 ) -> tuple[list[Document], LoadReport, list[str]]:
+    """The documents of ``sources`` (paths, read by ``load``, default here; or Document objects),
+    what loading saw, and the paths as the manifest records them."""
     items = list(sources)
     report = LoadReport()
     source_paths: list[str] = []
@@ -47,9 +53,7 @@ def collect(
         source_paths = [str(Path(p).resolve()) for p in items]  # type: ignore[arg-type]
         docs = []
         if source_paths:
-            progress.start("Loading", None)
-            docs, report = load_documents(source_paths)
-            progress.finish()
+            docs = (load or load_here)(source_paths, report, progress)
     if not docs and not (allow_empty and not items):
         detail = f" ({report.summary(reasons=3)})" if report.files or report.skipped else ""
         raise EmptyCorpusError(f"nothing to index: no readable document with text{detail}")
@@ -59,6 +63,14 @@ def collect(
             raise InvalidArgumentError(f"duplicate document id {d.id!r}")
         seen.add(d.id)
     return docs, report, [display_path(p) for p in source_paths]  # as the manifest can hold them (UTF-8)
+
+
+def load_here(paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
+    """Every document of ``paths``, read in this process (:func:`ragkit.ingest.loaders.iter_documents`)."""
+    progress.start("Loading", None)
+    docs = list(iter_documents(paths, report))
+    progress.finish()
+    return docs
 
 
 def chunk(  # noqa: ANN202
@@ -283,7 +295,8 @@ def query_encoder(root: Path, embedder: Embedder) -> dict[str, str] | None:
     from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
     from ragkit.encoders.onnx_runtime import read_config
 
-    key = hashlib.sha256(f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}".encode())
+    described = f"{embedder.name}\0{embedder.dimension}\0{embedder.query_prompt}\0{embedder.passage_prompt}"
+    key = hashlib.sha256(described.encode())
     name = f"query-encoder-{key.hexdigest()[:12]}"
     try:
         if (root / name).is_dir():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragkit.documents import Document
@@ -28,10 +29,14 @@ from ragkit.ingest.text import NotTextError, iter_text_file, read_text
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "FileLoad",
     "LoadReport",
     "NotTextError",
     "iter_documents",
     "load_documents",
+    "load_file",
+    "merged_documents",
+    "planned_files",
     "read_text",
     "source_files",
 ]
@@ -59,6 +64,60 @@ def iter_documents(
     """
     report = report if report is not None else LoadReport()
     seen_ids: dict[str, str] = {}
+    for path, doc_id in _files(paths, report):
+        yield from _unique(_guarded(path, doc_id, report), seen_ids, report)
+
+
+@dataclass
+class FileLoad:
+    """One file's documents (with their locations) and skips, in the order its loader met them:
+    ``skips_before[i]`` of the skips came before document ``i``. What a worker of a distributed
+    build returns for a file (:func:`load_file`); :func:`merged_documents` puts them together."""
+
+    documents: list[tuple[str, Document]] = field(default_factory=list)
+    skips: list[tuple[str, str]] = field(default_factory=list)
+    skips_before: list[int] = field(default_factory=list)
+
+
+def planned_files(paths: Iterable[str | os.PathLike[str]], report: LoadReport) -> list[tuple[Path, str, int]]:
+    """The files :func:`iter_documents` would load, as ``(file, default id, skips before it)``:
+    the walk's skips go in ``report`` meanwhile, and the count says where each file's own
+    skips fall among them."""
+    return [(path, doc_id, len(report.skipped)) for path, doc_id in _files(paths, report)]
+
+
+def load_file(path: str | os.PathLike[str], doc_id: str) -> FileLoad:
+    """Everything one planned file gives (see :func:`planned_files`); never raises."""
+    report = LoadReport()
+    load = FileLoad()
+    for location, doc in _guarded(Path(path), doc_id, report):
+        load.documents.append((location, doc))
+        load.skips_before.append(len(report.skipped))
+    load.skips = report.skipped
+    return load
+
+
+def merged_documents(planned: list[tuple[Path, str, int]], loads: Iterable[FileLoad],
+                     report: LoadReport) -> Iterator[Document]:
+    """The documents of the planned files loaded elsewhere, one :class:`FileLoad` per file in plan
+    order: exactly what :func:`iter_documents` yields, with the same ids and the same report."""
+    walk, report.skipped = report.skipped, []
+    seen_ids: dict[str, str] = {}
+    taken = 0
+    for (_, _, before), load in zip(planned, loads, strict=True):
+        report.skipped.extend(walk[taken:before])
+        taken = before
+        shown = 0
+        for (location, doc), skips in zip(load.documents, load.skips_before):
+            report.skipped.extend(load.skips[shown:skips])
+            shown = skips
+            yield from _unique([(location, doc)], seen_ids, report)
+        report.skipped.extend(load.skips[shown:])
+    report.skipped.extend(walk[taken:])
+
+
+def _files(paths: Iterable[str | os.PathLike[str]], report: LoadReport) -> Iterator[tuple[Path, str]]:
+    """The files to load, each real file once (a second path to it is a skip), counted in ``report``."""
     seen_files: dict[str, str] = {}
     for path, doc_id in _expand(_as_path_list(paths), report):
         real = os.path.realpath(path)
@@ -67,14 +126,19 @@ def iter_documents(
             continue
         seen_files[real] = str(path)
         report.files += 1
-        for location, doc in _guarded(path, doc_id, report):
-            if doc.id in seen_ids:
-                first = seen_ids[doc.id]
-                report._skip(location, f"duplicate id {doc.id!r} (first seen in {first})")
-                continue
-            seen_ids[doc.id] = location
-            report.documents += 1
-            yield doc
+        yield path, doc_id
+
+
+def _unique(located: Iterable[tuple[str, Document]], seen_ids: dict[str, str],
+            report: LoadReport) -> Iterator[Document]:
+    """The documents whose id is new; a later one with an id seen is a skip."""
+    for location, doc in located:
+        if doc.id in seen_ids:
+            report._skip(location, f"duplicate id {doc.id!r} (first seen in {seen_ids[doc.id]})")
+            continue
+        seen_ids[doc.id] = location
+        report.documents += 1
+        yield doc
 
 
 def load_documents(
