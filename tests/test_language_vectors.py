@@ -67,6 +67,25 @@ def test_minority_language_gets_a_second_index_of_its_passages(two):
         assert idx.verify()["en vectors"] == len(english_passages)
 
 
+def test_the_int8_variable_reaches_the_model_that_has_int8_and_leaves_navec_alone(corpus, tmp_path, monkeypatch):
+    """RAGKIT_PASSAGE_BACKEND=onnx-int8 on a mixed archive: navec-ru keeps its lookups, the English
+    index is embedded in int8 (before, the navec-ru side tried to export an int8 model and crashed)."""
+    from ragkit.encoders.embedder import Embedder
+    from ragkit.encoders.registry import BACKEND_ENV, recorded_backend
+    from ragkit.errors import InvalidArgumentError
+
+    monkeypatch.setenv(BACKEND_ENV, "onnx-int8")
+    path = tmp_path / "index"
+    ragkit.build_index([corpus], path)
+    with ragkit.Index.open(path) as idx:
+        assert idx.manifest["model"]["name"].startswith("navec-ru")
+        assert recorded_backend(idx.manifest["model"]) == "torch"
+        (entry,) = idx.manifest["language_vectors"]["indexes"]
+        assert entry["model"]["name"] == MINILM and recorded_backend(entry["model"]) == "onnx-int8"
+    with pytest.raises(InvalidArgumentError, match="no onnx-int8 backend"):
+        Embedder("navec-ru", backend="onnx-int8")
+
+
 def test_english_queries_take_their_dense_side_from_the_english_model(two, one):
     english = {i for i, _, _ in ENGLISH}
     with ragkit.Index.open(two) as idx, ragkit.Index.open(one) as single:

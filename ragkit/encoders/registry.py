@@ -119,9 +119,17 @@ def default_model(docs: Sequence[Document]) -> str:
 def choose_backend(requested: str | None, model_name: str, device: str = "cpu") -> str:
     """The passage backend: ``requested``, else ``$RAGKIT_PASSAGE_BACKEND``, else ``auto``.
 
-    ``auto`` is ``onnx-int8`` for models checked in int8 on CPU, else ``torch``.
+    ``auto`` is ``onnx-int8`` for models checked in int8 on CPU, else ``torch``. The static
+    navec-ru model has one backend (numpy lookups, recorded as ``torch``): asking it for int8
+    is an error, and ``$RAGKIT_PASSAGE_BACKEND=onnx-int8`` leaves it alone (the variable also
+    reaches the Russian vector index of a mixed-language build).
     """
+    from_env = not requested
     value = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
+    if model_name.lower().startswith(RUSSIAN_MODEL) and value != "torch":
+        if value == "onnx-int8" and not from_env:
+            raise InvalidArgumentError(f"model {model_name!r} is a static lookup model: it has no onnx-int8 backend")
+        value = "auto" if value == "onnx-int8" else value
     if value == "auto":
         checked = facts(model_name)
         return "onnx-int8" if checked.int8 and model_name == checked.prefix and device == "cpu" else "torch"
