@@ -15,7 +15,8 @@ embedding, and the rest (BM25 merge, store, FAISS, commit). Ray's fixed start-up
 (``ray.init``, and a 5-document build, whose time is almost all actor start-up) is reported
 apart. A second set of runs embeds ``--minilm`` passages with all-MiniLM-L6-v2 on torch,
 where the embedding stage dominates. The machine may be shared: the load average before and
-after each run is recorded. Writes benchmarks/results/ray.json and ray.png.
+after each run is recorded. Writes benchmarks/results/ray.json and ray.png; ``--backend onnx-int8``
+embeds MiniLM in int8 instead and writes ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ out.update({"total_s": end - start, "stages": stages, "passages": result.passage
             "worker_peak_rss_mib": {k: v // 1024 for k, v in executor.worker_peak_rss_kib.items()} if executor else None,
             "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024})
 print(json.dumps(out))
+import ragkit; print(os.path.dirname(ragkit.__file__), file=sys.stderr)
 """
 
 
@@ -102,11 +104,11 @@ def make_corpus(folder: Path, copies: int, limit: int | None = None) -> Path:
     return path
 
 
-def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool) -> dict:
+def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch") -> dict:
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "RAGKIT_PASSAGE_BACKEND": "torch"}
+           "RAGKIT_PASSAGE_BACKEND": backend}
     target = work / f"{engine}-{model}-{time.monotonic_ns()}"
     before = load()
     t = time.perf_counter()
@@ -116,8 +118,8 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool) ->
     if out.returncode != 0:
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
     result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
-    result.update({"engine": engine, "model": model, "process_s": round(wall, 2), "load_before": before,
-                   "load_after": load()})
+    result.update({"engine": engine, "model": model, "backend": backend, "ragkit_from": out.stderr.strip()[-300:],
+                   "process_s": round(wall, 2), "load_before": before, "load_after": load()})
     print(json.dumps(result), flush=True)
     return result
 
@@ -179,9 +181,12 @@ def write_docs(out: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=3,
+                        help="copies of the news corpus for the navec-ru runs (0: skip)")
     parser.add_argument("--minilm", type=int, default=150, help="documents for the MiniLM runs (0: skip)")
     parser.add_argument("--engines", default="local-1,ray-1,local-2,ray-2")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx-int8"),
+                        help="MiniLM's passage backend; onnx-int8 writes ray-onnx-int8.json/png")
     parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/ray.md")
     parser.add_argument("--resume", type=Path, help="a log of this script's result lines: configurations in it are not run again")
     args = parser.parse_args()
@@ -193,15 +198,17 @@ def main() -> None:
     done = {(r["engine"], r["model"]) for r in results}
     with tempfile.TemporaryDirectory(prefix="ragkit-ray-bench-") as tmp:
         work = Path(tmp)
-        big = make_corpus(work, args.copies)
-        for engine in engines:
-            if (engine, "navec-ru") not in done:
-                results.append(run_config(engine, big, work, "navec-ru", warm=engine.startswith("ray")))
+        if args.copies:
+            big = make_corpus(work, args.copies)
+            for engine in engines:
+                if (engine, "navec-ru") not in done:
+                    results.append(run_config(engine, big, work, "navec-ru", warm=engine.startswith("ray")))
         if args.minilm:
             small = make_corpus(work, 1, args.minilm)
             for engine in engines:
                 if (engine, "all-MiniLM-L6-v2") not in done:
-                    results.append(run_config(engine, small, work, "all-MiniLM-L6-v2", warm=False))
+                    results.append(run_config(engine, small, work, "all-MiniLM-L6-v2", warm=False,
+                                              backend=args.backend))
     summary = {}
     for model in sorted({r["model"] for r in results}):
         by = {r["engine"]: r for r in results if r["model"] == model}
@@ -229,9 +236,11 @@ def main() -> None:
     out = {"benchmark": "ray_bench", "env": environment(("ragkit", "numpy", "faiss-cpu", "torch", "ray", "pyarrow")),
            "args": vars(args), "results": results, "summary": summary}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ray.json").write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    plot(results, RESULTS / "ray.png")
-    if args.docs:
+    name = "ray" if args.backend == "torch" else f"ray-{args.backend}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n",
+                                          encoding="utf-8")
+    plot(results, RESULTS / f"{name}.png")
+    if args.docs and args.backend == "torch":
         write_docs(out)
     print(json.dumps(summary, indent=2))
 

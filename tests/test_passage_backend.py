@@ -123,6 +123,33 @@ def test_int8_rows_keep_input_order_across_uneven_batches(int8, torch_embedder):
     assert ((fast * int8.embed_passages(texts)).sum(axis=1) >= 0.98).all()
 
 
+def test_usable_cores_honour_omp_num_threads(monkeypatch):
+    from ragkit.encoders.base import usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    free = usable_cores()
+    assert free >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert usable_cores() == 3
+    for unusable in ("0", "-2", "four", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert usable_cores() == free
+
+
+def test_int8_sessions_follow_the_usable_cores(int8, monkeypatch):
+    """A Ray actor of one CPU (OMP_NUM_THREADS=1) opens one session, not one per core of its node."""
+    from ragkit.encoders.base import usable_cores
+    from ragkit.encoders.int8 import int8_encoder
+
+    def no_export():
+        raise AssertionError("the int8 export is cached: nothing is exported again")
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert int8_encoder(int8.name, int8._load_path, no_export).workers == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert int8_encoder(int8.name, int8._load_path, no_export).workers == min(usable_cores(), 4)
+
+
 def test_progress_counts_every_passage(int8):
     seen: list[int] = []
     int8.embed_passages(_passages(37, seed=2), progress=seen.append)

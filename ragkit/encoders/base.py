@@ -14,6 +14,7 @@ passages with their prompts (:class:`ragkit.encoders.embedder.Embedder`, or the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
     from ragkit.ingest.tokens import TokenCounter
 
 ProgressFn = Callable[[int], None]
+
+
+def usable_cores() -> int:
+    """The cores a backend may keep busy: ``OMP_NUM_THREADS`` where set to a positive number
+    (a Ray actor's CPUs, a user's cap), else the CPUs this process may run on."""
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        cap = 0
+    if cap > 0:
+        return cap
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity call (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 @runtime_checkable

@@ -11,11 +11,11 @@ embedding cache keeps a passage's vector stable across updates.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.encoders.base import usable_cores
 from ragkit.encoders.registry import INT8_RECIPE
 from ragkit.errors import ModelLoadError
 
@@ -46,8 +46,9 @@ def int8_encoder(name: str, load_path: str, st_model: Callable[[], Any]) -> Onnx
     from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 
     folder = int8_encoder_dir(name, load_path)
-    # One single-thread session per core (up to 4; more cores: more threads per session).
-    cores = max(1, os.cpu_count() or 1)
+    # One single-thread session per usable core (up to 4; more cores: more threads per session).
+    # A Ray actor of one CPU gets one session: two on a one-CPU share oversubscribe the node.
+    cores = usable_cores()
     sessions = min(cores, _MAX_SESSIONS)
     threads = max(1, cores // sessions)
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragkit.encoders.base import usable_cores
 from ragkit.errors import OnnxEncoderError, OnnxExportUnsupported
 from ragkit.format.checksums import sha256_file
 from ragkit.format.manifest import read_versioned_json
@@ -127,7 +128,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         if sessions > 1:
             threads = threads or 1
-        options.intra_op_num_threads = threads or ((os.cpu_count() or 1) if throughput else 1)
+        options.intra_op_num_threads = threads or (usable_cores() if throughput else 1)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
