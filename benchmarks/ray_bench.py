@@ -73,10 +73,11 @@ for (name, t0), (_, t1) in zip(marks, marks[1:]):
     stages[name.split(" ")[0]] = stages.get(name.split(" ")[0], 0.0) + t1 - t0
 out.update({"total_s": end - start, "stages": stages, "passages": result.passages, "documents": result.documents,
             "embedded": result.embedded, "nodes": executor.nodes if executor else None,
-            "worker_peak_rss_mib": {k: v // 1024 for k, v in executor.worker_peak_rss_kib.items()} if executor else None,
-            "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024})
+            "worker_peak_rss_mib": ({k: v // 1024 for k, v in executor.worker_peak_rss_kib.items()}
+                                    if executor else None),
+            "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "ragkit_from": os.path.dirname(sys.modules["ragkit"].__file__)})
 print(json.dumps(out))
-import ragkit; print(os.path.dirname(ragkit.__file__), file=sys.stderr)
 """
 
 
@@ -118,8 +119,8 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, ba
     if out.returncode != 0:
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
     result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
-    result.update({"engine": engine, "model": model, "backend": backend, "ragkit_from": out.stderr.strip()[-300:],
-                   "process_s": round(wall, 2), "load_before": before, "load_after": load()})
+    result.update({"engine": engine, "model": model, "backend": backend, "process_s": round(wall, 2),
+                   "load_before": before, "load_after": load()})
     print(json.dumps(result), flush=True)
     return result
 
@@ -151,13 +152,15 @@ def plot(results: list[dict], path: Path) -> None:
 def docs_table(out: dict) -> str:
     """The markdown table of docs/ray.md from a result (``--docs`` rewrites it there)."""
     rows = ["| model | engine | passages | whole build s | chunk (+BM25 on Ray) s | embedding s | embedding passages/s "
-            "| driver / worker peak RSS MiB | load before, after |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+            "| driver / worker peak RSS MiB | load before, after |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for r in out["results"]:
         st = r["stages"]
         workers = r.get("worker_peak_rss_mib") or {}
         rss = f"{r['driver_peak_rss_mib']} / {max(workers.values()) if workers else '-'}"
-        rows.append(f"| {r['model']} | {r['engine']} | {r['passages']} | {r['total_s']:.1f} | {st.get('Chunking', 0):.1f} | "
-                    f"{st.get('Embedding', 0):.1f} | {r['passages'] / max(st.get('Embedding', 1e-9), 1e-9):.0f} | {rss} | "
+        embed_s = st.get("Embedding", 0)
+        rows.append(f"| {r['model']} | {r['engine']} | {r['passages']} | {r['total_s']:.1f} | "
+                    f"{st.get('Chunking', 0):.1f} | {embed_s:.1f} | {r['passages'] / max(embed_s, 1e-9):.0f} | {rss} | "
                     f"{r['load_before'][0]}, {r['load_after'][0]} |")
     fixed = [r for r in out["results"] if "ray_init_s" in r]
     if fixed:
@@ -188,7 +191,8 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx-int8"),
                         help="MiniLM's passage backend; onnx-int8 writes ray-onnx-int8.json/png")
     parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/ray.md")
-    parser.add_argument("--resume", type=Path, help="a log of this script's result lines: configurations in it are not run again")
+    parser.add_argument("--resume", type=Path,
+                        help="a log of this script's result lines: configurations in it are not run again")
     args = parser.parse_args()
     engines = args.engines.split(",")
     results = []

@@ -35,13 +35,15 @@ class ModelFacts:
 
     ``languages``: what the model reads (None: all); ``dense_weight``: its share in hybrid
     search for those languages; ``int8``: its int8 passage vectors were checked against torch
-    on the shared sets (nDCG@10 within 1 %), so ``auto`` embeds its passages in int8 on CPU.
+    on the shared sets (nDCG@10 within 1 %), so ``auto`` embeds its passages in int8 on CPU;
+    ``static``: a lookup table (navec-ru) with one backend and no int8 form.
     """
 
     prefix: str
     languages: tuple[str, ...] | None
     dense_weight: float
     int8: bool = False
+    static: bool = False
 
 
 # A transformer that reads the language gets an equal vote; navec-ru, an average of word
@@ -49,7 +51,7 @@ class ModelFacts:
 # trusted in every language with the default weight.
 MODELS = (
     ModelFacts(DEFAULT_MODEL, ("en",), 0.5, int8=True),
-    ModelFacts(RUSSIAN_MODEL, ("ru",), 0.3),
+    ModelFacts(RUSSIAN_MODEL, ("ru",), 0.3, static=True),
 )
 # The dense model of a corpus by its main language; any other language gets DEFAULT_MODEL.
 # all-MiniLM-L6-v2 cannot read Russian (xquad/ru dense 0.150) and spends ~6 tokens a Russian
@@ -119,19 +121,18 @@ def default_model(docs: Sequence[Document]) -> str:
 def choose_backend(requested: str | None, model_name: str, device: str = "cpu") -> str:
     """The passage backend: ``requested``, else ``$RAGKIT_PASSAGE_BACKEND``, else ``auto``.
 
-    ``auto`` is ``onnx-int8`` for models checked in int8 on CPU, else ``torch``. The static
-    navec-ru model has one backend (numpy lookups, recorded as ``torch``): asking it for int8
-    is an error, and ``$RAGKIT_PASSAGE_BACKEND=onnx-int8`` leaves it alone (the variable also
-    reaches the Russian vector index of a mixed-language build).
+    ``auto`` is ``onnx-int8`` for models checked in int8 on CPU, else ``torch``. A static model
+    has one backend (recorded as ``torch``): asking it for int8 is an error, and
+    ``$RAGKIT_PASSAGE_BACKEND=onnx-int8`` leaves it alone (the variable also reaches the Russian
+    vector index of a mixed-language build).
     """
-    from_env = not requested
     value = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
-    if model_name.lower().startswith(RUSSIAN_MODEL) and value != "torch":
-        if value == "onnx-int8" and not from_env:
+    checked = facts(model_name)
+    if checked.static and value == "onnx-int8":
+        if requested:
             raise InvalidArgumentError(f"model {model_name!r} is a static lookup model: it has no onnx-int8 backend")
-        value = "auto" if value == "onnx-int8" else value
+        value = "torch"
     if value == "auto":
-        checked = facts(model_name)
         return "onnx-int8" if checked.int8 and model_name == checked.prefix and device == "cpu" else "torch"
     if value not in PASSAGE_BACKENDS:
         raise InvalidArgumentError(f"passage backend must be auto, {' or '.join(PASSAGE_BACKENDS)}, not {value!r}")
