@@ -14,12 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import ragkit
 from ragkit.cli.app import app
-from ragkit.ingest.dedup import find_duplicates, normalised, read_groups
+from ragkit.ingest import dedup
+from ragkit.ingest.dedup import document_keys, find_duplicates, normalised, read_groups
 
 RAGKIT = shutil.which("ragkit") or str(Path(sys.executable).parent / "ragkit")
 
@@ -67,6 +69,14 @@ def test_near_duplicates_found_and_distinct_texts_kept_apart():
     assert find_duplicates(texts, near=False) == []
     rewritten = " ".join(rng.sample(words, len(words)))  # the same words in another order
     assert find_duplicates([ELECTION, rewritten]) == []
+
+
+def test_keys_do_not_depend_on_how_many_texts_are_hashed_at_once(monkeypatch):
+    texts = [d.text for d in _corpus()] * 3 + ["", "short one"]
+    whole = document_keys(texts)
+    monkeypatch.setattr(dedup, "_BLOCK", 2)
+    np.testing.assert_array_equal(document_keys(texts), whole)
+    assert (whole[:, 3:] != 0).any()  # the near-duplicate bands were computed, not only the exact keys
 
 
 def test_build_stores_groups_and_search_collapses(tmp_path):

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit.lexical import analysis
+from ragkit.lexical import analysis, bm25
 from ragkit.lexical.analysis import Analyzer, detect_language
 from ragkit.errors import EmptyCorpusError, IndexFormatError, InvalidArgumentError
 from ragkit.lexical.bm25 import LexicalIndex
@@ -473,13 +473,18 @@ NEWS = [
 
 @pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
 @pytest.mark.parametrize(("k1", "b"), [(1.2, 0.75), (0.9, 0.4), (2.0, 1.0)])
-def test_weights_equal_bm25s_bit_for_bit(method, k1, b):
+@pytest.mark.parametrize("blocks", ["one block", "many blocks"])
+def test_weights_equal_bm25s_bit_for_bit(method, k1, b, blocks, monkeypatch):
+    if blocks == "many blocks":  # texts analysed and entries weighted a few at a time, as a big corpus is
+        monkeypatch.setattr(bm25, "_ANALYSE_BLOCK", 7)
+        monkeypatch.setattr(bm25, "_ENTRY_BLOCK", 50)
     texts = random_corpus(seed=3, n_docs=120) + NEWS
     index = LexicalIndex.build(np.arange(len(texts)), texts, k1=k1, b=b, method=method)
     expected = _bm25s_matrix(texts, index.analyzer, k1, b, method)
     for key in ("indices", "indptr", "data"):
         np.testing.assert_array_equal(index._matrix[key], expected[key], err_msg=key)
     assert index._matrix["data"].dtype == np.float32
+    assert list(index._vocab) == list(dict.fromkeys(t for terms in index.analyzer.terms_batch(texts) for t in terms))
 
 
 def _scores_by_id(index: LexicalIndex, queries: list[str]) -> dict[str, dict[int, float]]:
@@ -488,7 +493,11 @@ def _scores_by_id(index: LexicalIndex, queries: list[str]) -> dict[str, dict[int
 
 @pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_updated_equals_a_fresh_build(method, seed):
+@pytest.mark.parametrize("blocks", ["one block", "many blocks"])
+def test_updated_equals_a_fresh_build(method, seed, blocks, monkeypatch):
+    if blocks == "many blocks":
+        monkeypatch.setattr(bm25, "_ANALYSE_BLOCK", 3)
+        monkeypatch.setattr(bm25, "_ENTRY_BLOCK", 40)
     rng = np.random.default_rng(seed)
     texts = random_corpus(seed=seed, n_docs=80) + NEWS + ["castle castle unicorn"]  # 'unicorn' only here
     ids = rng.choice(10**9, size=len(texts), replace=False).astype(np.int64)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -153,7 +154,8 @@ def unpack_part(data: bytes) -> ChunkPart:
     spans = [pairs[bounds[i]:bounds[i + 1]] for i in range(len(a["span_counts"]))]
 
     def counts(key: str) -> TermCounts:
-        return TermCounts(json.loads(a[f"{key}_terms"].tobytes()), a[f"{key}_cols"], a[f"{key}_rows"],
+        terms = [sys.intern(t) for t in json.loads(a[f"{key}_terms"].tobytes())]  # one string a term, not a part
+        return TermCounts(terms, a[f"{key}_cols"], a[f"{key}_rows"],
                           a[f"{key}_tf"], int(a[f"{key}_n"][0]))
 
     return ChunkPart(spans, [bool(x) for x in a["prefixed"]], json.loads(a["settings"].tobytes()),

@@ -14,8 +14,9 @@ The driver keeps the embedding cache (only texts it lacks go to the workers) and
 FAISS quantisers on one sample; Ray tasks add shards of the vectors to copies of the trained
 index and the driver merges them in order (flat and IVF types; FAISS cannot merge HNSW or
 refine types, which the driver builds itself), tunes the result and commits the generation
-as any build. The driver still holds the documents, passage texts and vectors of the whole
-corpus meanwhile, as the local build does.
+as any build. The driver takes each unit's result as it arrives (unpacked, or its vectors
+written to their rows) and drops the units once Ray holds them, but it still holds the
+documents, passage texts and vectors of the whole corpus meanwhile, as the local build does.
 
 Resources: each actor asks for at most one CPU, and the pool together for at most the
 cluster's CPUs less half a CPU (:meth:`RayExecutor.cpus_per_worker`), so Ray Data's own tasks
@@ -42,7 +43,7 @@ from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.build.ray_runtime import (RayBuildError, clear_error, quiet_ray_data, quiet_worker, ray_module,
                                      start_ray, worker_threads)
 from ragkit.errors import InvalidArgumentError, RagkitError
-from ragkit.ingest.loaders import load_file, merged_documents, planned_files
+from ragkit.ingest.loaders import FileLoad, load_file, merged_documents, planned_files
 from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
@@ -182,38 +183,47 @@ class RayExecutor:
 
     # -- the stages -----------------------------------------------------------------------
     def _map(self, stage: str, actor: type, units: list[bytes], constructor: dict[str, Any],
-             advance: Callable[[int, bytes], None]) -> list[bytes]:
-        """Results of ``actor`` over ``units`` (a Ray Data actor pool), in unit order."""
+             take: Callable[[int, bytes], None]) -> None:
+        """Run ``actor`` over ``units`` (a Ray Data actor pool); ``take(seq, result)`` gets each
+        unit's result as it comes back, in any order, and the driver keeps none of them itself.
+
+        ``units`` is emptied once Ray holds the work (its blocks are in the object store), so
+        the driver does not keep a second copy of what it sent out.
+        """
         if not units:
-            return []
+            return
         self.start()
         ray = ray_module()
         cpus = self.cpus_per_worker()
+        count = len(units)
         remote: dict[str, Any] = {"max_restarts": _RETRIES, "max_task_retries": _RETRIES}
         ds = ray.data.from_items([{"seq": i, "unit": u} for i, u in enumerate(units)],
-                                 override_num_blocks=min(len(units), 4 * self.workers))
+                                 override_num_blocks=min(count, 4 * self.workers))
+        units.clear()
         with warnings.catch_warnings():  # bounded retries have no named parameter yet (Ray 2.60)
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(actor, fn_constructor_kwargs={**constructor, "cpus": cpus}, batch_size=1,
-                                batch_format="numpy", concurrency=min(self.workers, len(units)), num_cpus=cpus,
+                                batch_format="numpy", concurrency=min(self.workers, count), num_cpus=cpus,
                                 num_gpus=self.gpus_per_worker or None, **remote)
-        results: dict[int, bytes] = {}
+        seen: set[int] = set()
         nodes = self.nodes.setdefault(stage, {})
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for seq, result, node in zip(batch["seq"].tolist(), batch["result"], batch["node"]):
-                    results[int(seq)] = bytes(result)
+                    if int(seq) in seen:  # a retried unit's second result: the first one stands
+                        continue
+                    seen.add(int(seq))
                     nodes[str(node)] = nodes.get(str(node), 0) + 1
-                    advance(int(seq), results[int(seq)])
+                    take(int(seq), bytes(result))
                 self.worker_peak_rss_kib[stage] = max(self.worker_peak_rss_kib.get(stage, 0),
                                                       int(batch["rss_kib"].max()))
+                del batch
         except RagkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
             raise clear_error(exc) from exc
-        if len(results) != len(units):
-            raise RayBuildError(f"the Ray cluster returned {len(results)} of {len(units)} work units")
-        return [results[i] for i in range(len(units))]
+        if len(seen) != count:
+            raise RayBuildError(f"the Ray cluster returned {len(seen)} of {count} work units")
 
     def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
         """The documents of ``paths``, read on the workers in units of files and merged in file order:
@@ -233,12 +243,17 @@ class RayExecutor:
         if len(units) < 2:  # nothing to spread: no actor pool to start
             loads = [load_file(path, doc_id) for path, doc_id, _ in planned]
         else:
-            packed = self._map("load", _LoadActor, units, {}, lambda seq, _: progress.advance(len(groups[seq])))
+            read: dict[int, list[FileLoad | None]] = {}
+
+            def take(seq: int, result: bytes) -> None:
+                read[seq] = batches.unpack_loads(result)
+                progress.advance(len(groups[seq]))
+
+            self._map("load", _LoadActor, units, {}, take)
             loads = []
             for i, group in enumerate(groups):
-                part, packed[i] = packed[i], b""  # each part's JSON goes once it is read
                 loads.extend(load if load is not None else load_file(path, doc_id)  # not seen there: read here
-                             for (path, doc_id, _), load in zip(group, batches.unpack_loads(part), strict=True))
+                             for (path, doc_id, _), load in zip(group, read.pop(i), strict=True))
         docs = list(merged_documents(planned, loads, report))
         progress.finish()
         return docs
@@ -251,10 +266,15 @@ class RayExecutor:
         units = [batches.pack_documents(todo[lo:lo + step]) for lo in range(0, len(todo), step)]
         progress.start("Chunking", len(todo))
         spec = batches.encoder_spec(embedder)
-        packed = self._map("chunk", _ChunkActor, units, {"spec": spec, "options": options},
-                           lambda seq, _: progress.advance(min(step, len(todo) - seq * step)))
+        parts: dict[int, batches.ChunkPart] = {}
+
+        def take(seq: int, result: bytes) -> None:
+            parts[seq] = batches.unpack_part(result)
+            progress.advance(min(step, len(todo) - seq * step))
+
+        self._map("chunk", _ChunkActor, units, {"spec": spec, "options": options}, take)
         progress.finish()
-        self._parts = [batches.unpack_part(p) for p in packed]
+        self._parts = [parts[i] for i in range(len(parts))]
         return stages.chunk(docs, embedder, options, NoProgress(), batches.chunked_kept(docs, self._parts, kept))
 
     def embed_passages(self, texts: Sequence[str], embedder: Embedder,
@@ -269,19 +289,20 @@ class RayExecutor:
         spec = batches.encoder_spec(embedder)
         batch = max(1, int(spec.batch_size))
         step = max(batch, self.texts_per_unit // batch * batch)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)  # stable, as encode_sorted
-        units = [json.dumps([texts[i] for i in order[lo:lo + step]], ensure_ascii=False).encode("utf-8")
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        order = np.argsort(-lengths, kind="stable")  # longest first, ties in text order: as encode_sorted
+        units = [json.dumps([texts[i] for i in order[lo:lo + step].tolist()], ensure_ascii=False).encode("utf-8")
                  for lo in range(0, len(texts), step)]
         dimension = int(embedder.dimension)
-
-        def advance(seq: int, _: bytes) -> None:
-            if progress is not None:
-                progress(min(step, len(texts) - seq * step))
-
-        packed = self._map("embed", _EmbedActor, units, {"spec": spec}, advance)
         out = np.zeros((len(texts), dimension), dtype=np.float32)
-        if packed:
-            out[order] = np.concatenate([np.frombuffer(p, dtype=np.float32).reshape(-1, dimension) for p in packed])
+
+        def take(seq: int, result: bytes) -> None:  # each unit's vectors go straight to their rows
+            rows = order[seq * step:(seq + 1) * step]
+            out[rows] = np.frombuffer(result, dtype=np.float32).reshape(len(rows), dimension)
+            if progress is not None:
+                progress(len(rows))
+
+        self._map("embed", _EmbedActor, units, {"spec": spec}, take)
         return out
 
     def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,

@@ -181,7 +181,7 @@ def lexical(
     """
     doc_ids = np.asarray(doc_rows, dtype=np.int64)
     if kept is None or reused is None or not (kept.lexical.has_counts and kept.doc_lexical.has_counts):
-        return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, [_document_text(d) for d in docs])
+        return LexicalIndex.build(ids, texts), LexicalIndex.build(doc_ids, DocumentTexts(docs))
     reuse_passages = reused
     new_passages = [t for t, old in zip(texts, reuse_passages.tolist()) if old < 0]
     reuse_docs: list[int] = []
@@ -193,6 +193,22 @@ def lexical(
             new_docs.append(_document_text(doc))
     return (kept.lexical.updated(ids, reuse_passages, new_passages),
             kept.doc_lexical.updated(doc_ids, np.asarray(reuse_docs, dtype=np.int64), new_docs))
+
+
+class DocumentTexts(Sequence[str]):
+    """What the document-level BM25 index reads of each of ``docs``, made as it is read (the
+    index analyses a block at a time), so a build never holds a second copy of the corpus."""
+
+    def __init__(self, docs: Sequence[Document]) -> None:
+        self._docs = docs
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - an index or a slice, as a Sequence takes
+        if isinstance(i, slice):
+            return [_document_text(d) for d in self._docs[i]]
+        return _document_text(self._docs[i])
 
 
 def _document_text(doc: Document) -> str:

@@ -1,0 +1,90 @@
+"""Driver memory against corpus size: the peak RSS of the process that runs ``build_index``.
+
+    .venv/bin/python benchmarks/driver_memory.py [--copies 1,2,4] [--engines local-2,ray-2] [--label current]
+
+Corpus: the Russian news articles of news-ru/ng-articles.jsonl.gz, ``--copies`` times (about
+8,900 navec-ru passages a copy; ids suffixed), built with navec-ru, whose embedding is cheap, so
+the run measures what the build keeps rather than what a model costs. Each configuration runs
+in a fresh subprocess (``ray_bench.run_config``) into a fresh folder. A line through each
+engine's (passages, driver peak) points gives what the driver keeps per passage (the slope)
+and its fixed footprint (the intercept): a driver that streams has a slope near zero. Worker
+peaks are recorded beside. ``--label`` names the code measured (run it once with
+``PYTHONPATH`` at an older checkout as ``--label previous_code``); the labels of one file
+are compared in one table. Writes benchmarks/results/driver_memory.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _env import RESULTS, environment  # noqa: E402
+from ray_bench import make_corpus, run_config  # noqa: E402
+
+OUT = RESULTS / "driver_memory.json"
+
+
+def fit(points: list[tuple[int, float]]) -> dict[str, float]:
+    """Least-squares line of peak MiB over passages: KiB a passage and MiB at none."""
+    import numpy as np
+
+    x = np.array([p for p, _ in points], dtype=np.float64)
+    y = np.array([m for _, m in points], dtype=np.float64)
+    slope, intercept = np.polyfit(x, y, 1) if len(points) > 1 else (0.0, float(y[0]))
+    return {"kib_per_passage": round(float(slope) * 1024, 3), "fixed_mib": round(float(intercept), 1)}
+
+
+def plot(runs: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in runs.items():
+        for engine in sorted({r["engine"] for r in rows}):
+            mine = sorted((r["passages"], r["driver_peak_rss_mib"]) for r in rows if r["engine"] == engine)
+            ax.plot([p for p, _ in mine], [m for _, m in mine], marker="o", label=f"{engine} ({label})")
+    ax.set_xlabel("passages (navec-ru)")
+    ax.set_ylabel("driver peak RSS, MiB")
+    ax.set_title("ragkit build: driver memory against corpus size")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--copies", default="1,2,4", help="corpus sizes, in copies of the news corpus")
+    parser.add_argument("--engines", default="local-2,ray-2")
+    parser.add_argument("--label", default="current", help="the code measured (kept apart in the results)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ragkit-driver-memory-") as tmp:
+        work = Path(tmp)
+        for copies in [int(c) for c in args.copies.split(",")]:
+            corpus = make_corpus(work, copies)
+            for engine in args.engines.split(","):
+                result = run_config(engine, corpus, work, "navec-ru", warm=engine.startswith("ray"))
+                result.update({"copies": copies, "corpus_bytes": corpus.stat().st_size})
+                rows.append(result)
+            corpus.unlink()
+    previous = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+    runs = {**previous.get("runs", {}), args.label: rows}
+    fits = {label: {engine: fit([(r["passages"], r["driver_peak_rss_mib"]) for r in got if r["engine"] == engine])
+                    for engine in sorted({r["engine"] for r in got})} for label, got in runs.items()}
+    out = {"benchmark": "driver_memory", "env": environment(("ragkit", "numpy", "faiss-cpu", "ray", "pyarrow")),
+           "args": vars(args), "runs": runs, "fits": fits}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    plot(runs, OUT.with_suffix(".png"))
+    print(json.dumps(fits, indent=2))
+
+
+if __name__ == "__main__":
+    main()
