@@ -39,6 +39,7 @@ from ragkit.build import batches, stages
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
+from ragkit.encoders.base import length_order
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.build.ray_runtime import (RayBuildError, clear_error, quiet_ray_data, quiet_worker, ray_module,
                                      start_ray, worker_threads)
@@ -210,14 +211,13 @@ class RayExecutor:
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for seq, result, node in zip(batch["seq"].tolist(), batch["result"], batch["node"]):
-                    if int(seq) in seen:  # a retried unit's second result: the first one stands
+                    if int(seq) in seen:  # each unit is taken once, whatever Ray hands back
                         continue
                     seen.add(int(seq))
                     nodes[str(node)] = nodes.get(str(node), 0) + 1
                     take(int(seq), bytes(result))
                 self.worker_peak_rss_kib[stage] = max(self.worker_peak_rss_kib.get(stage, 0),
                                                       int(batch["rss_kib"].max()))
-                del batch
         except RagkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
@@ -289,8 +289,7 @@ class RayExecutor:
         spec = batches.encoder_spec(embedder)
         batch = max(1, int(spec.batch_size))
         step = max(batch, self.texts_per_unit // batch * batch)
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        order = np.argsort(-lengths, kind="stable")  # longest first, ties in text order: as encode_sorted
+        order = length_order(texts)
         units = [json.dumps([texts[i] for i in order[lo:lo + step].tolist()], ensure_ascii=False).encode("utf-8")
                  for lo in range(0, len(texts), step)]
         dimension = int(embedder.dimension)

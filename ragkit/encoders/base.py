@@ -110,6 +110,13 @@ def embed(encoder: Encoder, texts: Sequence[str], prompt: str = "", **batching: 
     return l2_normalize(encode_sorted(encoder, texts, prompt, **batching))
 
 
+def length_order(texts: Sequence[str]) -> np.ndarray:
+    """Positions of ``texts``, longest first, ties in input order: the order :func:`encode_sorted`
+    cuts its batches from (an executor that spreads them must cut the same ones)."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return np.argsort(-lengths, kind="stable")
+
+
 def encode_sorted(
     encoder: Encoder,
     texts: Sequence[str],
@@ -121,7 +128,7 @@ def encode_sorted(
 ) -> np.ndarray:
     """Raw rows of ``prompt + text``, embedded in length-sorted batches, ``workers`` at once."""
     out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    order = length_order(texts).tolist()
     step = max(1, int(batch_size))
     batches = [order[lo : lo + step] for lo in range(0, len(order), step)]
 

@@ -65,7 +65,7 @@ ARRAYS = {
 _OPTIONAL = {"tf"}  # absent from format version 1
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
-_ANALYSE_BLOCK = 2048  # texts analysed at once when building (see _count_blocks)
+_ANALYSE_BLOCK = 2048  # texts analysed at once when building (see _counted_blocks)
 _ENTRY_BLOCK = 1 << 20  # matrix entries weighted at once (see _matrix)
 _SORT_OR_SCAN = 16  # postings x this above the rows: mark and scan them instead of sorting
 _EMPTY_SCORES = np.zeros(0, dtype=np.float32)
@@ -154,10 +154,7 @@ class LexicalIndex:
         if not (k1 >= 0 and 0 <= b <= 1):
             raise InvalidArgumentError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         analyzer = analyzer if analyzer is not None else Analyzer()
-        vocab: dict[str, int] = {}
-        rows = _count_blocks(analyzer, texts, vocab)
-        params = {"k1": float(k1), "b": float(b), "method": method}
-        return cls(params, _matrix(params, *rows, len(ids_arr), len(vocab)), vocab, ids_arr, analyzer)
+        return cls.from_counts(ids_arr, _counted_blocks(analyzer, texts), analyzer, k1, b, method)
 
     @classmethod
     def from_counts(
@@ -169,10 +166,8 @@ class LexicalIndex:
         if method not in METHODS:
             raise InvalidArgumentError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
         vocab: dict[str, int] = {}
-        cols, rows, tf = _merged(parts, vocab)
-        order = np.argsort((cols << 32) | rows, kind="stable")
         params = {"k1": float(k1), "b": float(b), "method": method}
-        matrix = _matrix(params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
+        matrix = _matrix(params, *_by_column(*_merged(parts, vocab)), len(ids_arr), len(vocab))
         return cls(params, matrix, vocab, ids_arr, analyzer if analyzer is not None else Analyzer())
 
     @property
@@ -196,7 +191,9 @@ class LexicalIndex:
         reuse = np.asarray(reuse, dtype=np.int64).reshape(-1)
         ids_arr = _check_ids(ids, len(reuse))
         fresh = np.flatnonzero(reuse < 0)
-        n_new = sum(p.n_rows for p in counts) if counts is not None else len(texts or ())
+        if counts is None:
+            counts = _counted_blocks(self.analyzer, texts or ())
+        n_new = sum(p.n_rows for p in counts)
         if fresh.size != n_new:
             raise InvalidArgumentError(f"{fresh.size} new rows for {n_new} texts")
         reused = np.flatnonzero(reuse >= 0)
@@ -211,10 +208,7 @@ class LexicalIndex:
         keep = moved >= 0
         # New rows, analysed; new terms extend the vocabulary.
         vocab = dict(self._vocab)
-        if counts is not None:
-            add_cols, add_rows, add_tf = _merged(counts, vocab)
-        else:
-            add_cols, add_rows, add_tf = _count_blocks(self.analyzer, texts or (), vocab)
+        add_cols, add_rows, add_tf = _merged(counts, vocab)
         cols = np.concatenate([old_cols[keep], add_cols])
         rows = np.concatenate([moved[keep], fresh[add_rows]])
         tf = np.concatenate([np.asarray(self._tf)[keep], add_tf])
@@ -225,8 +219,7 @@ class LexicalIndex:
             cols = new_col[cols]
             terms_in_order = sorted(vocab, key=vocab.__getitem__)
             vocab = {t: int(new_col[i]) for i, t in enumerate(terms_in_order) if used[i]}
-        order = np.argsort((cols << 32) | rows, kind="stable")
-        matrix = _matrix(self._params, cols[order], rows[order], tf[order], len(ids_arr), len(vocab))
+        matrix = _matrix(self._params, *_by_column(cols, rows, tf), len(ids_arr), len(vocab))
         return LexicalIndex(dict(self._params), matrix, vocab, ids_arr, self.analyzer)
 
     def reweighted(self, k1: float | None = None, b: float | None = None, method: str | None = None) -> LexicalIndex:
@@ -470,19 +463,15 @@ def _count_rows(
     return keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int32)
 
 
-def _count_blocks(
-    analyzer: Analyzer, texts: Sequence[str], vocab: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What :func:`_count_rows` gives over the terms of all ``texts``, analysed ``_ANALYSE_BLOCK``
-    texts at a time: the token lists of a whole corpus are never held at once (at 36k news
-    passages they took about 1 GB). Blocks grow ``vocab`` in order, so its order is the same."""
-    parts = [_count_rows(analyzer.terms_batch(texts[lo:lo + _ANALYSE_BLOCK]), vocab, first_row=lo)
-             for lo in range(0, len(texts), _ANALYSE_BLOCK)]
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return _count_rows([], vocab, first_row=0)
-    cols, rows, tf = (np.concatenate(arrays) for arrays in zip(*parts))
+def _counted_blocks(analyzer: Analyzer, texts: Sequence[str]) -> list[TermCounts]:
+    """The term counts of ``texts``, ``_ANALYSE_BLOCK`` at a time: the token lists of a whole
+    corpus are never held at once (at 36k news passages they took about 400 MB). Merged in
+    order (:func:`_merged`), they give the vocabulary and entries of one pass over all."""
+    return [count_terms(analyzer, texts[lo:lo + _ANALYSE_BLOCK]) for lo in range(0, len(texts), _ANALYSE_BLOCK)]
+
+
+def _by_column(cols: np.ndarray, rows: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries sorted by (column, row), as :func:`_matrix` takes them."""
     order = np.argsort((cols << 32) | rows, kind="stable")
     return cols[order], rows[order], tf[order]
 
