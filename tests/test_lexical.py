@@ -556,3 +556,14 @@ def test_format_version_1_still_loads_and_searches(tmp_path, russian_index):
         np.testing.assert_array_equal(old.score_all(q), russian_index.score_all(q))
     with pytest.raises(InvalidArgumentError, match="no term counts"):
         old.updated(old.ids, old.ids, [])
+
+
+def test_counts_out_of_order_are_refused():
+    """from_counts writes each entry to its column's place, which needs entries sorted by (column, row)."""
+    from ragkit.lexical.bm25 import TermCounts
+
+    good = bm25.count_terms(Analyzer(), ["castle river", "river market"])
+    assert LexicalIndex.from_counts(np.arange(2), [good]).config()["n_postings"] == 4
+    flipped = TermCounts(good.terms, good.cols[::-1].copy(), good.rows[::-1].copy(), good.tf[::-1].copy(), 2)
+    with pytest.raises(InvalidArgumentError, match="sorted by"):
+        LexicalIndex.from_counts(np.arange(2), [flipped])

@@ -167,7 +167,7 @@ class LexicalIndex:
             raise InvalidArgumentError(f"unknown BM25 method {method!r}; choose one of {', '.join(METHODS)}")
         vocab: dict[str, int] = {}
         params = {"k1": float(k1), "b": float(b), "method": method}
-        matrix = _matrix(params, *_by_column(*_merged(parts, vocab)), len(ids_arr), len(vocab))
+        matrix = _placed(params, parts, vocab, len(ids_arr))
         return cls(params, matrix, vocab, ids_arr, analyzer if analyzer is not None else Analyzer())
 
     @property
@@ -484,25 +484,81 @@ def _matrix(
     Computed as bm25s does it, in the same precision: idf per term in float64 then float32,
     the term-frequency component in float64, their product stored as float32.
     """
-    k1, b, method = float(params["k1"]), float(params["b"]), params["method"]
     indptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(np.bincount(cols, minlength=n_terms), out=indptr[1:])
     indices = rows.astype(np.int32)
     lengths = np.bincount(rows, weights=tf, minlength=n_docs).astype(np.int64)
     avgdl = lengths.mean()
-    idf = _idf(np.diff(indptr), n_docs, method)
+    idf = _idf(np.diff(indptr), n_docs, params["method"])
     data = np.empty(len(cols), dtype=np.float32)
     for lo in range(0, len(cols), _ENTRY_BLOCK):  # element-wise, a block at a time: few temporaries
         part = slice(lo, lo + _ENTRY_BLOCK)
-        tf32 = tf[part].astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):  # no entries at all: avgdl is 0
-            norm = (1 - b) + b * lengths[rows[part]] / avgdl
-            if method == "atire":
-                tfc = (tf32 * (k1 + 1)) / (tf32 + k1 * norm)
-            else:  # lucene and robertson
-                tfc = tf32 / (k1 * norm + tf32)
-        data[part] = idf[cols[part]] * tfc
+        data[part] = _weights(params, tf[part], lengths[rows[part]], idf[cols[part]], avgdl)
     return {"data": data, "indices": indices, "indptr": indptr, "tf": tf.astype(np.int32)}
+
+
+def _placed(params: dict[str, Any], parts: Sequence[TermCounts], vocab: dict[str, int],
+            n_docs: int) -> dict[str, np.ndarray]:
+    """:func:`_matrix` of ``parts`` one after the other (columns from ``vocab``, grown), each
+    entry written straight to its place: no concatenated or sorted copy of all entries.
+
+    A first pass gives each part's columns, the document frequencies and the row lengths; the
+    second writes each part's entries at their column's cursor. Parts come in row order and
+    each part's entries are sorted by (column, row), so every column's rows come out ascending:
+    the arrays of one sort of all entries, in 12 bytes an entry plus one part's temporaries
+    (sorting took about 60 bytes an entry more).
+    """
+    columns, runs = [], []  # per part: the global column of each of its terms, its entries per term
+    lengths = np.zeros(n_docs, dtype=np.int64)
+    offset = 0
+    for part in parts:
+        local_cols = np.asarray(part.cols, dtype=np.int64)
+        rows = np.asarray(part.rows, dtype=np.int64)
+        if local_cols.size and np.any(np.diff((local_cols << 32) | rows) <= 0):
+            raise InvalidArgumentError("term counts must be sorted by (column, row), each pair once")
+        columns.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in part.terms), dtype=np.int64,
+                                   count=len(part.terms)))
+        runs.append(np.bincount(local_cols, minlength=len(part.terms)))
+        lengths[offset:offset + part.n_rows] = np.bincount(rows, weights=part.tf, minlength=part.n_rows)
+        offset += part.n_rows
+    df = np.zeros(len(vocab), dtype=np.int64)
+    for cols, run in zip(columns, runs):
+        df[cols] += run  # a part's terms are distinct
+    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    n_entries = int(indptr[-1])
+    data = np.empty(n_entries, dtype=np.float32)
+    indices = np.empty(n_entries, dtype=np.int32)
+    tf = np.empty(n_entries, dtype=np.int32)
+    avgdl = lengths.mean()
+    idf = _idf(df, n_docs, params["method"])
+    cursor = indptr[:-1].copy()
+    offset = 0
+    for part, cols, run in zip(parts, columns, runs):
+        local_cols = np.asarray(part.cols, dtype=np.int64)
+        # entry j of a term's run goes to the term's cursor + (j - the run's start in the part)
+        dest = (cursor[cols] - (np.cumsum(run) - run))[local_cols] + np.arange(local_cols.size)
+        rows = np.asarray(part.rows, dtype=np.int64) + offset
+        indices[dest] = rows
+        tf[dest] = part.tf
+        data[dest] = _weights(params, np.asarray(part.tf), lengths[rows], idf[cols[local_cols]], avgdl)
+        cursor[cols] += run
+        offset += part.n_rows
+    return {"data": data, "indices": indices, "indptr": indptr, "tf": tf}
+
+
+def _weights(params: dict[str, Any], tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray,
+             avgdl: float) -> np.ndarray:
+    """BM25 weights (float32) of entries with counts ``tf`` in rows of ``lengths`` for terms of ``idf``."""
+    k1, b, method = float(params["k1"]), float(params["b"]), params["method"]
+    tf32 = tf.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no entries at all: avgdl is 0
+        norm = (1 - b) + b * lengths / avgdl
+        if method == "atire":
+            tfc = (tf32 * (k1 + 1)) / (tf32 + k1 * norm)
+        else:  # lucene and robertson
+            tfc = tf32 / (k1 * norm + tf32)
+    return (idf * tfc).astype(np.float32)
 
 
 def _idf(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
