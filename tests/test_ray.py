@@ -334,3 +334,34 @@ def test_two_node_cluster_spreads_the_work_and_builds_the_same_index(corpus, tmp
     for stage in ("load", "chunk", "embed"):
         assert set(report["used"][stage]) == set(report["nodes"]), (stage, report)  # both nodes ran units
     assert_same_index(local, tmp_path / "ray")
+
+
+def _makespan(bounds: list[tuple[int, int]], workers: int) -> int:
+    """When the last of ``workers`` finishes units handed out in order to whichever is free first
+    (as an actor pool takes blocks), a unit costing its size."""
+    free = [0] * workers
+    for lo, hi in bounds:
+        free[free.index(min(free))] += hi - lo
+    return max(free)
+
+
+@pytest.mark.parametrize(("n", "largest", "multiple", "workers"),
+                         [(4446, 512, 32, 2), (4446, 512, 32, 1), (100_000, 256, 32, 16), (1789, 256, 32, 2),
+                          (7, 64, 1, 2), (1, 512, 32, 2), (0, 512, 32, 2)])
+def test_units_shrink_so_the_workers_finish_together(n, largest, multiple, workers):
+    """Embedding units cover the texts in order, start at batch multiples (the local batches) and
+    shrink toward the end, so no worker runs a big last unit while the others idle: the pool
+    finishes within one batch of an even split. Units of one size do not (4,446 passages in
+    units of 512 on two workers: 2,398 against 2,223)."""
+    from ragkit.build.ray_executor import guided_bounds
+
+    bounds = guided_bounds(n, largest, multiple, workers)
+    assert [lo for lo, _ in bounds] == ([0] + [hi for _, hi in bounds[:-1]] if n else [])
+    assert (bounds[-1][1] if bounds else 0) == n
+    sizes = [hi - lo for lo, hi in bounds]
+    assert all(lo % multiple == 0 for lo, _ in bounds)
+    assert all(0 < s <= largest for s in sizes) and sizes[:-1] == sorted(sizes[:-1], reverse=True)
+    assert _makespan(bounds, workers) <= -(-n // workers) + multiple
+    if (n, largest, workers) == (4446, 512, 2):
+        equal = [(lo, min(n, lo + largest)) for lo in range(0, n, largest)]
+        assert _makespan(equal, workers) == 2398 > -(-n // workers) + multiple
