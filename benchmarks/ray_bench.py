@@ -15,8 +15,13 @@ embedding, and the rest (BM25 merge, store, FAISS, commit). Ray's fixed start-up
 (``ray.init``, and a 5-document build, whose time is almost all actor start-up) is reported
 apart. A second set of runs embeds ``--minilm`` passages with all-MiniLM-L6-v2 on torch,
 where the embedding stage dominates. The machine may be shared: the load average before and
-after each run is recorded. Writes benchmarks/results/ray.json and ray.png; ``--backend onnx-int8``
-embeds MiniLM in int8 instead and writes ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
+after each run is recorded, and over the embedding stage every process's CPU time by role
+(the driver, Ray's workers, Ray's daemons, the rest) and the machine's idle time
+(``embedding_cpu_s``), which shows where the cores went. Each embedding pool's start (a model
+load an actor) is ``pool_start_s``. ``--rounds N`` interleaves the configurations N times and
+reports each ratio per round and the median. Writes benchmarks/results/ray.json and ray.png
+(``--name`` another name); ``--backend onnx-int8`` embeds MiniLM in int8 instead and writes
+ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import gzip
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +44,7 @@ from _env import DATA, RESULTS, environment  # noqa: E402
 CORPUS = "news-ru/ng-articles.jsonl.gz"
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, resource, sys, threading, time
 threads = int(sys.argv[4])
 import torch
 torch.set_num_threads(threads)
@@ -47,11 +53,48 @@ from ragkit.build.ray_executor import start_ray
 
 engine, corpus, target, model = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
 marks = []
+TICK = os.sysconf("SC_CLK_TCK")
+def processes():
+    # CPU seconds so far of every process here, with its role: this driver, a Ray worker, Ray's daemons, other
+    seen = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        role = ("driver" if int(pid) == os.getpid() else "ray_workers" if cmd.startswith("ray::")
+                else "ray_daemons" if ("/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd) else "other")
+        seen[(pid, stat[19])] = (role, (int(stat[11]) + int(stat[12])) / TICK)  # (pid, start time): one process
+    return seen
+class Sampler(threading.Thread):
+    # samples every process's CPU time twice a second, so processes that end within the stage still count
+    def __init__(self):
+        super().__init__(daemon=True); self.first, self.last, self.done = processes(), {}, threading.Event()
+        self.idle0, self.t0 = self.idle(), time.perf_counter(); self.last.update(self.first)
+    @staticmethod
+    def idle(): return int(open("/proc/stat").readline().split()[4]) / TICK
+    def run(self):
+        while not self.done.wait(0.5): self.last.update(processes())
+    def stop(self):
+        self.done.set(); self.join(); self.last.update(processes())
+        groups = {"driver": 0.0, "ray_workers": 0.0, "ray_daemons": 0.0, "other": 0.0}
+        for key, (role, seconds) in self.last.items():
+            groups[role] += seconds - self.first.get(key, (role, 0.0))[1]
+        return {k: round(v, 1) for k, v in groups.items()} | {
+            "idle": round(self.idle() - self.idle0, 1), "wall": round(time.perf_counter() - self.t0, 1)}
+sampler = None
+out = {}
 class Timer:
-    def start(self, stage, total=None): marks.append((stage, time.perf_counter()))
+    def start(self, stage, total=None):
+        global sampler
+        marks.append((stage, time.perf_counter()))
+        if sampler is not None:
+            out["embedding_cpu_s"] = sampler.stop(); sampler = None
+        if stage == "Embedding":
+            sampler = Sampler(); sampler.start()
     def advance(self, n=1): pass
     def finish(self): pass
-out = {}
 executor = None
 if engine.startswith("ray"):
     t = time.perf_counter(); start_ray(num_cpus=2); out["ray_init_s"] = time.perf_counter() - t
@@ -68,13 +111,17 @@ result = build_index([corpus], target, model=model, executor=executor, progress=
                      options=BuildOptions(query_encoder=False))
 end = time.perf_counter()
 marks.append(("end", end))
-stages = {}
+stages = {}  # by the label's first word, but a second index's "Embedding ru passages" apart from "Embedding"
 for (name, t0), (_, t1) in zip(marks, marks[1:]):
-    stages[name.split(" ")[0]] = stages.get(name.split(" ")[0], 0.0) + t1 - t0
+    key = name if name.startswith("Embedding ") else name.split(" ")[0]
+    stages[key] = stages.get(key, 0.0) + t1 - t0
+if sampler is not None:
+    out["embedding_cpu_s"] = sampler.stop()
 out.update({"total_s": end - start, "stages": stages, "passages": result.passages, "documents": result.documents,
             "embedded": result.embedded, "nodes": executor.nodes if executor else None,
             "worker_peak_rss_mib": ({k: v // 1024 for k, v in executor.worker_peak_rss_kib.items()}
                                     if executor else None),
+            "pool_start_s": executor.pool_start_s if executor else None,
             "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
             "ragkit_from": os.path.dirname(sys.modules["ragkit"].__file__)})
 print(json.dumps(out))
@@ -105,7 +152,8 @@ def make_corpus(folder: Path, copies: int, limit: int | None = None) -> Path:
     return path
 
 
-def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch") -> dict:
+def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch",
+               round_: int = 0) -> dict:
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -120,7 +168,7 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, ba
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
     result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     result.update({"engine": engine, "model": model, "backend": backend, "process_s": round(wall, 2),
-                   "load_before": before, "load_after": load()})
+                   "load_before": before, "load_after": load(), "round": round_})
     print(json.dumps(result), flush=True)
     return result
 
@@ -134,7 +182,7 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, model in zip(axes, sorted({r["model"] for r in results})):
         rows = [r for r in results if r["model"] == model]
-        names = [r["engine"] for r in rows]
+        names = [r["engine"] + (f" #{r['round'] + 1}" if r.get("round") else "") for r in rows]
         embed = [r["passages"] / max(r["stages"].get("Embedding", 1e-9), 1e-9) for r in rows]
         whole = [r["passages"] / r["total_s"] for r in rows]
         x = range(len(rows))
@@ -149,6 +197,45 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _ratios(results: list[dict]) -> dict:
+    """Ray against Ray and against the local path, each ratio within one round, then the median
+    over rounds (with every round's value under ``rounds``)."""
+    per_round: dict[str, list[float]] = {}
+    for round_ in sorted({r.get("round", 0) for r in results}):
+        by = {r["engine"]: r for r in results if r.get("round", 0) == round_}
+
+        def rate(name: str, stage: str | None = None, less_pool: bool = False) -> float | None:
+            r = by.get(name)
+            if r is None:
+                return None
+            seconds = r["stages"].get(stage, 0.0) if stage else r["total_s"]
+            if less_pool:  # the embedding actors' start (a model load each), a fixed cost
+                seconds -= (r.get("pool_start_s") or {}).get("embed", 0.0)
+            return r["passages"] / seconds if seconds > 0 else None
+
+        s: dict[str, float | None] = {}
+        for stage in ("Embedding", None):
+            key = (stage or "build").lower()
+            r1, r2, l1, l2 = rate("ray-1", stage), rate("ray-2", stage), rate("local-1", stage), rate("local-2", stage)
+            s[f"{key}_ray2_over_ray1"] = round(r2 / r1, 3) if r1 and r2 else None
+            s[f"{key}_ray1_overhead_vs_local1"] = round(1 - r1 / l1, 3) if r1 and l1 else None
+            s[f"{key}_ray2_overhead_vs_local2"] = round(1 - r2 / l2, 3) if r2 and l2 else None
+        p1, p2 = rate("ray-1", "Embedding", True), rate("ray-2", "Embedding", True)
+        s["embedding_less_pool_start_ray2_over_ray1"] = round(p2 / p1, 3) if p1 and p2 else None
+        for n in (1, 2):  # the whole build less Ray's fixed cost (its pools' start, timed apart)
+            ray_run, local_run = by.get(f"ray-{n}"), by.get(f"local-{n}")
+            if ray_run and local_run and "tiny_build_s" in ray_run:
+                rest = ray_run["total_s"] - ray_run["tiny_build_s"]
+                s[f"build_ray{n}_overhead_vs_local{n}_less_startup"] = round(1 - local_run["total_s"] / rest, 3)
+        for key, value in s.items():
+            if value is not None:
+                per_round.setdefault(key, []).append(value)
+    out: dict = {key: round(statistics.median(values), 3) for key, values in per_round.items()}
+    if any(len(values) > 1 for values in per_round.values()):
+        out["rounds"] = per_round
+    return out
+
+
 def docs_table(out: dict) -> str:
     """The markdown table of docs/ray.md from a result (``--docs`` rewrites it there)."""
     rows = ["| model | engine | passages | whole build s | chunk (+BM25 on Ray) s | embedding s | embedding passages/s "
@@ -159,7 +246,8 @@ def docs_table(out: dict) -> str:
         workers = r.get("worker_peak_rss_mib") or {}
         rss = f"{r['driver_peak_rss_mib']} / {max(workers.values()) if workers else '-'}"
         embed_s = st.get("Embedding", 0)
-        rows.append(f"| {r['model']} | {r['engine']} | {r['passages']} | {r['total_s']:.1f} | "
+        engine = r["engine"] + (f" (round {r['round'] + 1})" if r.get("round") else "")
+        rows.append(f"| {r['model']} | {engine} | {r['passages']} | {r['total_s']:.1f} | "
                     f"{st.get('Chunking', 0):.1f} | {embed_s:.1f} | {r['passages'] / max(embed_s, 1e-9):.0f} | {rss} | "
                     f"{r['load_before'][0]}, {r['load_after'][0]} |")
     fixed = [r for r in out["results"] if "ray_init_s" in r]
@@ -193,54 +281,32 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/ray.md")
     parser.add_argument("--resume", type=Path,
                         help="a log of this script's result lines: configurations in it are not run again")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration this many times, interleaved; ratios are medians over rounds")
+    parser.add_argument("--name", help="results file name (default: ray, or ray-onnx-int8)")
     args = parser.parse_args()
     engines = args.engines.split(",")
     results = []
     if args.resume:
         results = [json.loads(line) for line in args.resume.read_text(encoding="utf-8").splitlines()
                    if line.startswith("{") and '"engine"' in line]
-    done = {(r["engine"], r["model"]) for r in results}
+    done = {(r["engine"], r["model"], r.get("round", 0)) for r in results}
     with tempfile.TemporaryDirectory(prefix="ragkit-ray-bench-") as tmp:
         work = Path(tmp)
-        if args.copies:
-            big = make_corpus(work, args.copies)
-            for engine in engines:
-                if (engine, "navec-ru") not in done:
-                    results.append(run_config(engine, big, work, "navec-ru", warm=engine.startswith("ray")))
-        if args.minilm:
-            small = make_corpus(work, 1, args.minilm)
-            for engine in engines:
-                if (engine, "all-MiniLM-L6-v2") not in done:
-                    results.append(run_config(engine, small, work, "all-MiniLM-L6-v2", warm=False,
-                                              backend=args.backend))
-    summary = {}
-    for model in sorted({r["model"] for r in results}):
-        by = {r["engine"]: r for r in results if r["model"] == model}
-
-        def rate(name: str, stage: str | None = None) -> float | None:
-            r = by.get(name)
-            if r is None:
-                return None
-            seconds = r["stages"].get(stage, 0.0) if stage else r["total_s"]
-            return r["passages"] / seconds if seconds else None
-
-        s = {}
-        for stage in ("Embedding", None):
-            key = (stage or "build").lower()
-            r1, r2, l1, l2 = rate("ray-1", stage), rate("ray-2", stage), rate("local-1", stage), rate("local-2", stage)
-            s[f"{key}_ray2_over_ray1"] = round(r2 / r1, 3) if r1 and r2 else None
-            s[f"{key}_ray1_overhead_vs_local1"] = round(1 - r1 / l1, 3) if r1 and l1 else None
-            s[f"{key}_ray2_overhead_vs_local2"] = round(1 - r2 / l2, 3) if r2 and l2 else None
-        for n in (1, 2):  # the whole build less Ray's fixed cost (its pools' start, timed apart)
-            ray_run, local_run = by.get(f"ray-{n}"), by.get(f"local-{n}")
-            if ray_run and local_run and "tiny_build_s" in ray_run:
-                rest = ray_run["total_s"] - ray_run["tiny_build_s"]
-                s[f"build_ray{n}_overhead_vs_local{n}_less_startup"] = round(1 - local_run["total_s"] / rest, 3)
-        summary[model] = s
+        big = make_corpus(work, args.copies) if args.copies else None
+        small = make_corpus(work, 1, args.minilm) if args.minilm else None
+        for round_ in range(args.rounds):
+            for corpus, model, backend in ((big, "navec-ru", "torch"), (small, "all-MiniLM-L6-v2", args.backend)):
+                for engine in engines if corpus is not None else ():
+                    if (engine, model, round_) not in done:
+                        results.append(run_config(engine, corpus, work, model, backend=backend, round_=round_,
+                                                  warm=model == "navec-ru" and engine.startswith("ray")))
+    summary = {model: _ratios([r for r in results if r["model"] == model])
+               for model in sorted({r["model"] for r in results})}
     out = {"benchmark": "ray_bench", "env": environment(("ragkit", "numpy", "faiss-cpu", "torch", "ray", "pyarrow")),
            "args": vars(args), "results": results, "summary": summary}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "ray" if args.backend == "torch" else f"ray-{args.backend}"
+    name = args.name or ("ray" if args.backend == "torch" else f"ray-{args.backend}")
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n",
                                           encoding="utf-8")
     plot(results, RESULTS / f"{name}.png")
