@@ -152,12 +152,17 @@ def make_corpus(folder: Path, copies: int, limit: int | None = None) -> Path:
     return path
 
 
+def child_env(threads: int, backend: str = "torch") -> dict[str, str]:
+    """A benchmark child's environment: offline, ``threads`` BLAS/torch threads, the passage backend."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "RAGKIT_PASSAGE_BACKEND": backend}
+
+
 def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch",
                round_: int = 0) -> dict:
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "RAGKIT_PASSAGE_BACKEND": backend}
+    env = child_env(threads, backend)
     target = work / f"{engine}-{model}-{time.monotonic_ns()}"
     before = load()
     t = time.perf_counter()

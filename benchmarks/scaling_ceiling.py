@@ -22,11 +22,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import DATA, RESULTS, environment  # noqa: E402
+from ray_bench import CORPUS, child_env  # noqa: E402
 
 OUT = RESULTS / "scaling_ceiling.json"
 
@@ -46,7 +48,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "passages": len(texts)}))
 
 def passages(n: int, path: Path) -> Path:
     """The first ``n`` NG articles, cut to about one passage each (the encoder truncates at its window)."""
-    source = DATA / "news-ru" / "ng-articles.jsonl.gz"
+    source = DATA / CORPUS
     if not source.exists():
         raise SystemExit(f"needs {source} (set RAGKIT_DATA to the shared data folder)")
     texts = []
@@ -61,8 +63,7 @@ def passages(n: int, path: Path) -> Path:
 
 def run(model: str, texts: Path, copies: int) -> list[dict]:
     """``copies`` processes started together; each one's encoding seconds and passages."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAGKIT_PASSAGE_BACKEND": "torch"}
+    env = child_env(1)
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, model, str(texts)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
              for _ in range(copies)]
@@ -87,9 +88,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     args = parser.parse_args()
-    texts = passages(args.passages, RESULTS / ".scaling_ceiling_texts.json")
     rounds = []
-    try:
+    with tempfile.TemporaryDirectory(prefix="ragkit-scaling-ceiling-") as tmp:
+        texts = passages(args.passages, Path(tmp) / "texts.json")
         for _ in range(args.rounds):
             alone = run(args.model, texts, 1)[0]
             pair = run(args.model, texts, 2)
@@ -99,8 +100,6 @@ def main() -> None:
                            "two_processes_per_s": [round(p["passages"] / p["seconds"], 2) for p in pair],
                            "ceiling": round(two / one, 3), "load_average": [round(x, 2) for x in os.getloadavg()]})
             print(json.dumps(rounds[-1]), flush=True)
-    finally:
-        texts.unlink()
     ceilings = [r["ceiling"] for r in rounds]
     summary = {"median": statistics.median(ceilings), "min": min(ceilings), "max": max(ceilings)}
     OUT.write_text(json.dumps({"benchmark": "scaling_ceiling", "env": environment(), "args": vars(args),

@@ -44,7 +44,7 @@ from ragkit.documents import Document
 from ragkit.encoders.base import length_order
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.build.ray_runtime import (RayBuildError, clear_error, quiet_ray_data, quiet_worker, ray_module,
-                                     start_ray, worker_threads)
+                                     start_ray, worker_encoder)
 from ragkit.errors import InvalidArgumentError, RagkitError
 from ragkit.ingest.loaders import FileLoad, load_file, merged_documents, planned_files
 from ragkit.ingest.report import LoadReport
@@ -93,10 +93,7 @@ class _ChunkActor:
     """A Ray Data actor: cuts passages and counts BM25 terms of batches of documents."""
 
     def __init__(self, spec: EncoderSpec, options: BuildOptions, cpus: float) -> None:
-        quiet_worker()
-        worker_threads(cpus)
-        self.embedder = batches.worker_embedder(spec)
-        worker_threads(cpus)  # the encoder may have imported torch
+        self.embedder = worker_encoder(spec, cpus, lambda e: e.token_counter())
         self.options = options
         self.ready = time.time()
 
@@ -110,11 +107,7 @@ class _EmbedActor:
     """A Ray Data actor: embeds batches of passage texts."""
 
     def __init__(self, spec: EncoderSpec, cpus: float) -> None:
-        quiet_worker()
-        worker_threads(cpus)
-        self.embedder = batches.worker_embedder(spec)
-        self.embedder.passage_encoder()  # the model loads now, so "ready" is when this actor can embed
-        worker_threads(cpus)
+        self.embedder = worker_encoder(spec, cpus, lambda e: e.passage_encoder())
         self.ready = time.time()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -174,7 +167,8 @@ class RayExecutor:
         self.nodes: dict[str, dict[str, int]] = {}  # stage -> node id -> work units it ran
         self.worker_peak_rss_kib: dict[str, int] = {}  # stage -> the largest actor's peak RSS
         # stage -> seconds from handing its work to Ray until the last actor that ran a unit was
-        # built (a fixed cost: a model load per actor), so benchmarks can report it apart
+        # built (a fixed cost: a process and, for chunking and embedding, a model load an actor),
+        # so benchmarks can report it apart
         self.pool_start_s: dict[str, float] = {}
 
     # -- cluster ------------------------------------------------------------------------

@@ -1,16 +1,20 @@
-"""Ray itself for a build: joining or starting a cluster without its noise, worker set-up, and
-one clear error for whatever fails inside it (:mod:`ragkit.build.ray_executor` runs the stages)."""
+"""Ray itself for a build: joining or starting a cluster without its noise, worker set-up (an
+actor's encoder and threads), and one clear error for whatever fails inside it
+(:mod:`ragkit.build.ray_executor` runs the stages)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import InvalidArgumentError, RagkitError
+
+if TYPE_CHECKING:
+    from ragkit.encoders.embedder import Embedder, EncoderSpec
 
 POOL_START_S = 600  # an actor pool that cannot start in this time fails the build
 
@@ -48,6 +52,19 @@ def worker_threads(cpus: float) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
+
+
+def worker_encoder(spec: EncoderSpec, cpus: float, load: Callable[[Embedder], object]) -> Embedder:
+    """An actor's encoder with what its stage uses (``load``) loaded now, in the constructor, so an
+    actor's "ready" time is when it can work and a model load counts as the pool's start."""
+    from ragkit.build.batches import worker_embedder
+
+    quiet_worker()
+    worker_threads(cpus)
+    embedder = worker_embedder(spec)
+    load(embedder)
+    worker_threads(cpus)  # loading may have imported torch
+    return embedder
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> None:
