@@ -126,10 +126,13 @@ def encode_sorted(
     progress: ProgressFn | None = None,
     workers: int | None = None,
 ) -> np.ndarray:
-    """Raw rows of ``prompt + text``, embedded in length-sorted batches, ``workers`` at once."""
+    """Raw rows of ``prompt + text``, embedded in length-sorted batches, ``workers`` at once.
+
+    A backend with a ``batch_limit`` (the int8 encoder: 1) never gets larger batches.
+    """
     out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
     order = length_order(texts).tolist()
-    step = max(1, int(batch_size))
+    step = max(1, min(int(batch_size), int(getattr(encoder, "batch_limit", None) or batch_size)))
     batches = [order[lo : lo + step] for lo in range(0, len(order), step)]
 
     def run(batch: list[int]) -> np.ndarray:

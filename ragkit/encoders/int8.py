@@ -3,9 +3,10 @@
 It embeds 2.2-3.1x more passages a second than torch on two busy cores (one single-thread
 onnxruntime session per core), and nDCG@10 stays within 0.6 % (SciFact dense 0.6635 vs
 0.6596, hybrid 0.7316 vs 0.7290; XQuAD-en dense 0.9453 vs 0.9456, hybrid 0.9822 vs 0.9821).
-Queries are always embedded in float32. int8 vectors depend slightly on their batch-mates
-(activations are quantised with one scale per batch; cosine ~0.99 between batchings): the
-embedding cache keeps a passage's vector stable across updates.
+Queries are always embedded in float32. Activations are quantised with one scale per batch,
+so passages go one text a batch (:attr:`OnnxEncoder.batch_limit`): a passage's int8 vector
+depends on its text alone, whoever embeds it with whatever other passages (a Ray worker or
+this process), and padding costs nothing.
 """
 
 from __future__ import annotations

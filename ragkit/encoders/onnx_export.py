@@ -72,7 +72,7 @@ MIN_INT8_COSINE = 0.96
 INT8_QUANTIZATION = {
     "method": "onnxruntime.quantization.quantize_dynamic",
     "weights": "int8, symmetric, per output channel",
-    "activations": "uint8, dynamic (per batch)",
+    "activations": "uint8, dynamic (one scale a text: batches of one)",
     "reduce_range": False,
     "graph": "fused float32 graph (Attention, SkipLayerNormalization, BiasGelu)",
 }

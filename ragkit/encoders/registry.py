@@ -147,8 +147,12 @@ def recorded_backend(model: dict[str, object]) -> str:
 
 
 def cache_tag(backend: str) -> str:
-    """Extra embedding-cache key of a passage backend ("" for float32: the keys of old caches)."""
-    return f"onnx-int8/{INT8_RECIPE}" if backend == "onnx-int8" else ""
+    """Extra embedding-cache key of a passage backend ("" for float32: the keys of old caches).
+
+    int8 vectors are embedded one text a batch (``/text``): those of older caches depended on
+    their batch-mates and are not reused.
+    """
+    return f"onnx-int8/{INT8_RECIPE}/text" if backend == "onnx-int8" else ""
 
 
 def use_query_export() -> bool:
