@@ -523,3 +523,74 @@ def test_a_file_another_machine_does_not_see_is_marked_for_the_driver(tmp_path: 
 
     there = write(tmp_path / "a.txt", "Текст.")
     assert load_batch([(str(tmp_path / "gone.txt"), "gone.txt"), (str(there), "a.txt")])[0] is None
+
+
+def test_a_merged_stream_of_whole_files_equals_one_local_read(tmp_path: Path) -> None:
+    from messy_tree import messy_tree
+
+    from ragkit.ingest.loaders import MergedStream, load_file, planned_files
+
+    paths = messy_tree(tmp_path)
+    local_report = LoadReport()
+    local = list(iter_documents(paths, local_report))
+    report = LoadReport()
+    planned = planned_files(paths, report)
+    stream = MergedStream(report)
+    merged = [doc for path, doc_id, before in planned for doc in stream.take(before, load_file(path, doc_id))]
+    stream.finish()
+    assert merged == local and report == local_report
+
+
+# --------------------------------------------------------------------------- JSONL line ranges
+
+
+def test_jsonl_line_ranges_read_as_the_whole_file(tmp_path: Path) -> None:
+    from ragkit.ingest.loaders import load_file
+
+    lines = ['{"_id": "a", "text": "A."}', "", "{bad", '{"text": "без id"}', "   ", '{"_id": "a", "text": "again"}']
+    data = ("\ufeff" + "\r\n".join(lines)).encode("utf-8")  # a BOM, CRLF, no final newline
+    path = write(tmp_path / "r.jsonl", data)
+    whole = load_file(path, "r.jsonl")
+    starts = [0] + [i + 1 for i, b in enumerate(data) if b == ord("\n")]
+    for cuts in ([0, starts[2]], [0, starts[3], starts[4]], starts):
+        parts = [load_file(path, "r.jsonl", (lo, hi, 1 + starts.index(lo)))
+                 for lo, hi in zip(cuts, [*cuts[1:], None])]
+        assert [d for p in parts for d in p.documents] == whole.documents
+        assert [s for p in parts for s in p.skips] == whole.skips
+    assert [loc for loc, _ in whole.documents] == [f"{path}:1", f"{path}:4", f"{path}:6"]
+    assert whole.documents[1][1].id == "r:4" and whole.skips == [(f"{path}:3", whole.skips[0][1])]
+    blank = load_file(path, "r.jsonl", (starts[4], starts[5], 5))  # a range of a blank line is not an empty file
+    assert (blank.documents, blank.skips) == ([], [])
+    assert load_file(write(tmp_path / "e.jsonl", b"\n"), "e.jsonl").skips == [(str(tmp_path / "e.jsonl"), "empty file")]
+
+
+def test_jsonl_range_of_an_over_long_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragkit.ingest.jsonl as jsonl_module
+    from ragkit.ingest.loaders import load_file
+
+    monkeypatch.setattr(jsonl_module, "MAX_TEXT_BYTES", 50)
+    short, long = '{"text": "ok"}\n', '{"text": "' + "x" * 200 + '"}\n'
+    path = write(tmp_path / "l.jsonl", short + long + short)
+    whole = load_file(path, "l.jsonl")
+    assert whole.skips == [(f"{path}:2", "line longer than 0.0 MiB; not read")]
+    a, b = len(short), len(short) + len(long)
+    parts = [load_file(path, "l.jsonl", span) for span in ((0, a, 1), (a, b, 2), (b, None, 3))]
+    assert [d for p in parts for d in p.documents] == whole.documents
+    assert parts[1].skips == whole.skips and parts[0].skips == parts[2].skips == []
+
+
+def test_a_range_is_only_for_plain_jsonl(tmp_path: Path) -> None:
+    from ragkit.ingest.jsonl import iter_jsonl
+    from ragkit.ingest.loaders import load_file
+
+    gz = write_jsonl(tmp_path / "c.jsonl.gz", [{"text": "x"}], gz=True)
+    txt = write(tmp_path / "t.txt", "Текст.")
+    plain = write_jsonl(tmp_path / "p.jsonl", [{"text": "x"}])
+    for path in (gz, txt):
+        with pytest.raises(ValueError, match="byte range"):
+            load_file(path, path.name, (0, None, 1))
+    with pytest.raises(ValueError, match="gzip"):
+        iter_jsonl(gz, LoadReport(), "c", start=0, end=5)
+    with pytest.raises(ValueError, match="bad byte range"):
+        load_file(plain, "p.jsonl", (5, 2, 1))
+    assert [d.text for _, d in load_file(plain, "p.jsonl", (0, None, 1)).documents] == ["x"]

@@ -36,19 +36,43 @@ class _BadLine(ValueError):
     """A JSONL line that does not make a document; the message is the reason."""
 
 
-def iter_jsonl(path: Path, report: LoadReport, stem: str) -> Iterator[tuple[str, Document]]:
-    """One document per non-blank line; bad lines are skipped as ``path:LINE``."""
-    line_no = 0
+def iter_jsonl(path: Path, report: LoadReport, stem: str, *, start: int = 0, end: int | None = None,
+               first_line: int = 1) -> Iterator[tuple[str, Document]]:
+    """One document per non-blank line; bad lines are skipped as ``path:LINE``.
+
+    With ``start``/``end`` only bytes ``[start, end)`` of a plain file are read (both line starts;
+    ``end`` None: to the end), their lines numbered from ``first_line``: a build cuts a big file
+    into such ranges for its workers, and each range must give what a whole read gives for its
+    lines. Only a whole read can tell that a file is empty. A gzip file cannot be read by range
+    (ValueError, raised here rather than at the first document).
+    """
+    ranged = start != 0 or end is not None or first_line != 1
+    if ranged and path.name.lower().endswith(".gz"):
+        raise ValueError(f"a gzip file cannot be read by byte range: {display_path(path)}")
+    if start < 0 or first_line < 1 or (end is not None and end < start):
+        raise ValueError(f"bad byte range {start}..{end} (first line {first_line}) of {display_path(path)}")
+    return _iter_jsonl(path, report, stem, start, end, first_line)
+
+
+def _iter_jsonl(path: Path, report: LoadReport, stem: str, start: int, end: int | None,
+                first_line: int) -> Iterator[tuple[str, Document]]:
+    whole = start == 0 and end is None
+    line_no = first_line - 1
     found_any = False
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            for line_no, raw in enumerate(_bounded_lines(fh, MAX_TEXT_BYTES), start=1):
+            lines: IO[bytes] | _Window = fh
+            if start:
+                fh.seek(start)
+            if end is not None:
+                lines = _Window(fh, end - start)
+            for line_no, raw in enumerate(_bounded_lines(lines, MAX_TEXT_BYTES), start=first_line):
                 if raw is None:
                     found_any = True
                     report._skip(f"{path}:{line_no}", f"line longer than {mib(MAX_TEXT_BYTES)}; not read")
                     continue
-                if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                if line_no == 1 and start == 0 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 if not raw.strip():
                     continue
@@ -68,11 +92,27 @@ def iter_jsonl(path: Path, report: LoadReport, stem: str) -> Iterator[tuple[str,
         else:
             report._skip(str(path), f"cannot read: {exc}")
         return
-    if not found_any:
+    if whole and not found_any:
         report._skip(str(path), "empty file")
 
 
-def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | None]:
+class _Window:
+    """The next ``size`` bytes of a file, read by lines: a range read stops at its end."""
+
+    def __init__(self, fh: IO[bytes], size: int) -> None:
+        self._fh = fh
+        self._left = size
+
+    def readline(self, size: int) -> bytes:
+        size = min(size, self._left)
+        if size <= 0:
+            return b""
+        raw = self._fh.readline(size)
+        self._left -= len(raw)
+        return raw
+
+
+def _bounded_lines(fh: IO[bytes] | _Window, limit: int) -> Iterator[bytes | None]:
     """The lines of ``fh``; a line over ``limit`` bytes is read in blocks, dropped, and given as None."""
     while True:
         raw = fh.readline(limit + 1)

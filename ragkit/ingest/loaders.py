@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragkit.documents import Document
-from ragkit.ingest.report import LoadReport, MissingExtraError, library_error_reason, os_error_reason
+from ragkit.ingest.report import LoadReport, MissingExtraError, display_path, library_error_reason, os_error_reason
 from ragkit.ingest.text import NotTextError, iter_text_file, read_text
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "FileLoad",
     "LoadReport",
+    "MergedStream",
     "NotTextError",
     "iter_documents",
     "load_documents",
@@ -86,11 +87,20 @@ def planned_files(paths: Iterable[str | os.PathLike[str]], report: LoadReport) -
     return [(path, doc_id, len(report.skipped)) for path, doc_id in _files(paths, report)]
 
 
-def load_file(path: str | os.PathLike[str], doc_id: str) -> FileLoad:
-    """Everything one planned file gives (see :func:`planned_files`); never raises."""
+def load_file(path: str | os.PathLike[str], doc_id: str,
+              span: tuple[int, int | None, int] | None = None) -> FileLoad:
+    """Everything one planned file gives (see :func:`planned_files`); never raises for a file.
+
+    ``span``: ``(start, end, first_line)``, only bytes ``[start, end)`` of a plain JSONL file, its
+    lines numbered from ``first_line`` (see :func:`ragkit.ingest.jsonl.iter_jsonl`), so that a big
+    file can be read in pieces. A span for any other type is a caller's mistake: ValueError.
+    """
+    path = Path(path)
+    if span is not None and _suffix(path.name) != ".jsonl":
+        raise ValueError(f"only a plain JSONL file can be read by byte range, not {display_path(path)}")
     report = LoadReport()
     load = FileLoad()
-    for location, doc in _guarded(Path(path), doc_id, report):
+    for location, doc in _guarded(path, doc_id, report, span):
         load.documents.append((location, doc))
         load.skips_before.append(len(report.skipped))
     load.skips = report.skipped
@@ -101,19 +111,47 @@ def merged_documents(planned: list[tuple[Path, str, int]], loads: Iterable[FileL
                      report: LoadReport) -> Iterator[Document]:
     """The documents of the planned files loaded elsewhere, one :class:`FileLoad` per file in plan
     order: exactly what :func:`iter_documents` yields, with the same ids and the same report."""
-    walk, report.skipped = report.skipped, []
-    seen_ids: dict[str, str] = {}
-    taken = 0
+    stream = MergedStream(report)
     for (_, _, before), load in zip(planned, loads, strict=True):
-        report.skipped.extend(walk[taken:before])
-        taken = before
+        yield from stream._take(before, load)
+    stream.finish()
+
+
+class MergedStream:
+    """:func:`merged_documents`, one piece at a time: a streaming build takes each piece's load as
+    it arrives and lets it go, instead of holding every file's load until the last one is read.
+
+    ``report`` already holds the walk's skips (from :func:`planned_files`). Pieces come in plan
+    order: a whole file, or the line ranges of one file in order, each with the file's own
+    ``skips_before``. Together they give exactly the documents and report of :func:`iter_documents`.
+    """
+
+    def __init__(self, report: LoadReport) -> None:
+        self._report = report
+        self._walk, report.skipped = report.skipped, []
+        self._taken = 0
+        self._seen_ids: dict[str, str] = {}
+
+    def take(self, skips_before: int, load: FileLoad) -> list[Document]:
+        """The documents of the next piece that pass the duplicate-id pass; its skips, and the walk's
+        skips before its file, go into the report in the order :func:`iter_documents` meets them."""
+        return list(self._take(skips_before, load))
+
+    def finish(self) -> None:
+        """Put the walk's skips after the last file into the report."""
+        self._report.skipped.extend(self._walk[self._taken:])
+        self._taken = len(self._walk)
+
+    def _take(self, skips_before: int, load: FileLoad) -> Iterator[Document]:
+        if skips_before > self._taken:  # the ranges of one file share it: only the first catches up
+            self._report.skipped.extend(self._walk[self._taken:skips_before])
+            self._taken = skips_before
         shown = 0
         for (location, doc), skips in zip(load.documents, load.skips_before):
-            report.skipped.extend(load.skips[shown:skips])
+            self._report.skipped.extend(load.skips[shown:skips])
             shown = skips
-            yield from _unique([(location, doc)], seen_ids, report)
-        report.skipped.extend(load.skips[shown:])
-    report.skipped.extend(walk[taken:])
+            yield from _unique([(location, doc)], self._seen_ids, self._report)
+        self._report.skipped.extend(load.skips[shown:])
 
 
 def _files(paths: Iterable[str | os.PathLike[str]], report: LoadReport) -> Iterator[tuple[Path, str]]:
@@ -184,16 +222,24 @@ def _loader(suffix: str) -> Loader:
     return loader
 
 
-def _guarded(path: Path, doc_id: str, report: LoadReport) -> Iterator[tuple[str, Document]]:
-    """The documents of one file; whatever its library throws becomes a skip with the reason.
+def _guarded(path: Path, doc_id: str, report: LoadReport,
+             span: tuple[int, int | None, int] | None = None) -> Iterator[tuple[str, Document]]:
+    """The documents of one file (or of a line range of a plain JSONL one, see :func:`load_file`);
+    whatever its library throws becomes a skip with the reason.
 
     The format libraries (trafilatura, lxml, warcio, pypdf, python-docx) raise many kinds of
     errors on broken or hostile files; each is reported by type and message and the run goes
     on. Documents a file gave before its error are kept.
     """
     suffix = _suffix(path.name) or ""
+    ranged: Iterator[tuple[str, Document]] | None = None
+    if span is not None:  # a bad range is the caller's mistake: its ValueError is not caught below
+        from ragkit.ingest.jsonl import iter_jsonl
+
+        start, end, first_line = span
+        ranged = iter_jsonl(path, report, _stem(path.name), start=start, end=end, first_line=first_line)
     try:
-        yield from _loader(suffix)(path, doc_id, report, _stem(path.name))
+        yield from ranged if ranged is not None else _loader(suffix)(path, doc_id, report, _stem(path.name))
     except MissingExtraError as exc:
         report._skip(str(path), str(exc))
     except OSError as exc:
