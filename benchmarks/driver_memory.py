@@ -1,6 +1,7 @@
 """Driver memory against corpus size: the peak RSS of the process that runs ``build_index``.
 
     .venv/bin/python benchmarks/driver_memory.py [--copies 1,2,4] [--engines local-2,ray-2] [--label current]
+        [--index-type auto] [--budget-mib 1024]
 
 Corpus: the Russian news articles of news-ru/ng-articles.jsonl.gz, ``--copies`` times (about
 8,900 navec-ru passages a copy; ids suffixed), built with navec-ru, whose embedding is cheap, so
@@ -10,7 +11,12 @@ engine's (passages, driver peak) points gives what the driver keeps per passage 
 and its fixed footprint (the intercept): a driver that streams has a slope near zero. Worker
 peaks are recorded beside. ``--label`` names the code measured (run it once with
 ``PYTHONPATH`` at an older checkout as ``--label previous_code``); the labels of one file
-are compared in one table. Writes benchmarks/results/driver_memory.json and .png.
+are compared in one table. Each run also samples the driver's resident memory by kind five times
+a second (``driver_peak_mib_by_kind``: RssAnon, what must fit in RAM; RssFile and RssShmem,
+mapped files and Ray's object store, pages the kernel can drop and read again). ``--index-type``
+is the build's (``ivf-sq8`` keeps the FAISS index itself small: 8-bit codes, not float32).
+``--budget-mib`` records, for each run, whether its corpus file was larger than that budget and
+its driver peak stayed under it. Writes benchmarks/results/driver_memory.json and .png.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ def main() -> None:
     parser.add_argument("--copies", default="1,2,4", help="corpus sizes, in copies of the news corpus")
     parser.add_argument("--engines", default="local-2,ray-2")
     parser.add_argument("--label", default="current", help="the code measured (kept apart in the results)")
+    parser.add_argument("--index-type", default="auto")
+    parser.add_argument("--budget-mib", type=int, default=0, help="a driver memory budget to check each run against")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ragkit-driver-memory-") as tmp:
@@ -70,8 +78,13 @@ def main() -> None:
         for copies in [int(c) for c in args.copies.split(",")]:
             corpus = make_corpus(work, copies)
             for engine in args.engines.split(","):
-                result = run_config(engine, corpus, work, "navec-ru", warm=engine.startswith("ray"))
+                result = run_config(engine, corpus, work, "navec-ru", warm=engine.startswith("ray"),
+                                    index_type=args.index_type)
                 result.update({"copies": copies, "corpus_bytes": corpus.stat().st_size})
+                if args.budget_mib:
+                    result["budget"] = {"mib": args.budget_mib,
+                                        "corpus_larger": corpus.stat().st_size > args.budget_mib << 20,
+                                        "driver_under": result["driver_peak_rss_mib"] <= args.budget_mib}
                 rows.append(result)
             corpus.unlink()
     previous = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}

@@ -10,15 +10,16 @@ Each configuration runs in a fresh subprocess, into a fresh folder (no embedding
 - ``ray-1`` / ``ray-2``: ``build_index(..., executor=RayExecutor(workers=N))`` on a local Ray
   instance of 2 CPUs (each actor runs its encoder on one thread).
 
-Stage times come from the build's progress events: chunking (with BM25 counting on Ray),
-embedding, and the rest (BM25 merge, store, FAISS, commit). Ray's fixed start-up cost
-(``ray.init``, and a 5-document build, whose time is almost all actor start-up) is reported
-apart. A second set of runs embeds ``--minilm`` passages with all-MiniLM-L6-v2 on torch,
-where the embedding stage dominates. The machine may be shared: the load average before and
-after each run is recorded, and over the embedding stage every process's CPU time by role
-(the driver, Ray's workers, Ray's daemons, the rest) and the machine's idle time
-(``embedding_cpu_s``), which shows where the cores went. Each embedding pool's start (a model
-load an actor) is ``pool_start_s``. ``--rounds N`` interleaves the configurations N times and
+Stage times come from the build's progress events: "Reading" (the streamed stage: read, cut,
+count BM25 terms, hash for reprints and embed, unit by unit, and write each unit on the
+driver), and the rest ("Writing": BM25 from the spilled counts, reprint groups; then FAISS,
+tuning, commit). Ray's fixed start-up cost (``ray.init``, and a 5-document build, whose time
+is almost all actor start-up) is reported apart. A second set of runs embeds ``--minilm``
+passages with all-MiniLM-L6-v2 on torch, where embedding is almost all of the streamed stage.
+The machine may be shared: the load average before and after each run is recorded, and over
+the streamed stage every process's CPU time by role (the driver, Ray's workers, Ray's daemons,
+the rest) and the machine's idle time (``embedding_cpu_s``), which shows where the cores went.
+The actor pool's start (a model load an actor) is ``pool_start_s``. ``--rounds N`` interleaves the configurations N times and
 reports each ratio per round and the median. Writes benchmarks/results/ray.json and ray.png
 (``--name`` another name); ``--backend onnx-int8`` embeds MiniLM in int8 instead and writes
 ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
@@ -30,6 +31,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,6 +85,21 @@ class Sampler(threading.Thread):
             groups[role] += seconds - self.first.get(key, (role, 0.0))[1]
         return {k: round(v, 1) for k, v in groups.items()} | {
             "idle": round(self.idle() - self.idle0, 1), "wall": round(time.perf_counter() - self.t0, 1)}
+class Memory(threading.Thread):
+    # this driver's resident memory by kind, 5 times a second: anonymous (what must fit in RAM)
+    # and file-backed or shared (mapped files and Ray's object store: pages the kernel can drop)
+    def __init__(self):
+        super().__init__(daemon=True); self.peak = {}; self.done = threading.Event()
+    def read(self):
+        for line in open("/proc/self/status"):
+            if line.startswith(("RssAnon", "RssFile", "RssShmem")):
+                key, value = line.split(":"); self.peak[key] = max(self.peak.get(key, 0), int(value.split()[0]))
+    def run(self):
+        while not self.done.wait(0.2): self.read()
+    def stop(self):
+        self.done.set(); self.join(); self.read()
+        return {k: v // 1024 for k, v in self.peak.items()}
+memory = Memory(); memory.start()
 sampler = None
 out = {}
 class Timer:
@@ -91,14 +108,14 @@ class Timer:
         marks.append((stage, time.perf_counter()))
         if sampler is not None:
             out["embedding_cpu_s"] = sampler.stop(); sampler = None
-        if stage == "Embedding":
+        if stage == "Reading and embedding":
             sampler = Sampler(); sampler.start()
     def advance(self, n=1): pass
     def finish(self): pass
 executor = None
 if engine.startswith("ray"):
     t = time.perf_counter(); start_ray(num_cpus=2); out["ray_init_s"] = time.perf_counter() - t
-    executor = RayExecutor(workers=int(engine.split("-")[1]), texts_per_unit=512, documents_per_unit=128)
+    executor = RayExecutor(workers=int(engine.split("-")[1]))
     if sys.argv[6] == "warm":
         tiny = os.path.join(os.path.dirname(target), "tiny.jsonl")
         with open(corpus, encoding="utf-8") as src, open(tiny, "w", encoding="utf-8") as dst:
@@ -107,8 +124,9 @@ if engine.startswith("ray"):
         build_index([tiny], target + "-tiny", model=model, executor=executor, options=BuildOptions(query_encoder=False))
         out["tiny_build_s"] = time.perf_counter() - t
 start = time.perf_counter()
+index_type = sys.argv[7] if len(sys.argv) > 7 else "auto"
 result = build_index([corpus], target, model=model, executor=executor, progress=Timer(),
-                     options=BuildOptions(query_encoder=False))
+                     options=BuildOptions(query_encoder=False, index_type=index_type))
 end = time.perf_counter()
 marks.append(("end", end))
 stages = {}  # by the label's first word, but a second index's "Embedding ru passages" apart from "Embedding"
@@ -123,6 +141,7 @@ out.update({"total_s": end - start, "stages": stages, "passages": result.passage
                                     if executor else None),
             "pool_start_s": executor.pool_start_s if executor else None,
             "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "driver_peak_mib_by_kind": memory.stop(), "index_type": index_type,
             "ragkit_from": os.path.dirname(sys.modules["ragkit"].__file__)})
 print(json.dumps(out))
 """
@@ -160,15 +179,18 @@ def child_env(threads: int, backend: str = "torch") -> dict[str, str]:
 
 
 def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch",
-               round_: int = 0) -> dict:
+               round_: int = 0, index_type: str = "auto") -> dict:
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
     env = child_env(threads, backend)
     target = work / f"{engine}-{model}-{time.monotonic_ns()}"
     before = load()
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, engine, str(corpus), str(target), str(threads), model,
-                          "warm" if warm else "cold"], capture_output=True, text=True, env=env, timeout=3600)
+                          "warm" if warm else "cold", index_type], capture_output=True, text=True, env=env,
+                         timeout=4 * 3600)
     wall = time.perf_counter() - t
+    for folder in (target, Path(f"{target}-tiny")):  # big corpora leave big indexes: one at a time on disk
+        shutil.rmtree(folder, ignore_errors=True)
     if out.returncode != 0:
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
     result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
@@ -188,10 +210,10 @@ def plot(results: list[dict], path: Path) -> None:
     for ax, model in zip(axes, sorted({r["model"] for r in results})):
         rows = [r for r in results if r["model"] == model]
         names = [r["engine"] + (f" #{r['round'] + 1}" if r.get("round") else "") for r in rows]
-        embed = [r["passages"] / max(r["stages"].get("Embedding", 1e-9), 1e-9) for r in rows]
+        embed = [r["passages"] / max(r["stages"].get("Reading", 1e-9), 1e-9) for r in rows]
         whole = [r["passages"] / r["total_s"] for r in rows]
         x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], embed, 0.4, label="embedding stage")
+        ax.bar([i - 0.2 for i in x], embed, 0.4, label="streamed stage (read, cut, embed)")
         ax.bar([i + 0.2 for i in x], whole, 0.4, label="whole build")
         ax.set_xticks(list(x), names)
         ax.set_ylabel("passages / s")
@@ -214,19 +236,19 @@ def _ratios(results: list[dict]) -> dict:
             if r is None:
                 return None
             seconds = r["stages"].get(stage, 0.0) if stage else r["total_s"]
-            if less_pool:  # the embedding actors' start (a model load each), a fixed cost
-                seconds -= (r.get("pool_start_s") or {}).get("embed", 0.0)
+            if less_pool:  # the actors' start (a model load each), a fixed cost
+                seconds -= (r.get("pool_start_s") or {}).get("build", 0.0)
             return r["passages"] / seconds if seconds > 0 else None
 
         s: dict[str, float | None] = {}
-        for stage in ("Embedding", None):
-            key = (stage or "build").lower()
+        for stage in ("Reading", None):
+            key = "stream" if stage else "build"
             r1, r2, l1, l2 = rate("ray-1", stage), rate("ray-2", stage), rate("local-1", stage), rate("local-2", stage)
             s[f"{key}_ray2_over_ray1"] = round(r2 / r1, 3) if r1 and r2 else None
             s[f"{key}_ray1_overhead_vs_local1"] = round(1 - r1 / l1, 3) if r1 and l1 else None
             s[f"{key}_ray2_overhead_vs_local2"] = round(1 - r2 / l2, 3) if r2 and l2 else None
-        p1, p2 = rate("ray-1", "Embedding", True), rate("ray-2", "Embedding", True)
-        s["embedding_less_pool_start_ray2_over_ray1"] = round(p2 / p1, 3) if p1 and p2 else None
+        p1, p2 = rate("ray-1", "Reading", True), rate("ray-2", "Reading", True)
+        s["stream_less_pool_start_ray2_over_ray1"] = round(p2 / p1, 3) if p1 and p2 else None
         for n in (1, 2):  # the whole build less Ray's fixed cost (its pools' start, timed apart)
             ray_run, local_run = by.get(f"ray-{n}"), by.get(f"local-{n}")
             if ray_run and local_run and "tiny_build_s" in ray_run:
@@ -243,24 +265,24 @@ def _ratios(results: list[dict]) -> dict:
 
 def docs_table(out: dict) -> str:
     """The markdown table of docs/ray.md from a result (``--docs`` rewrites it there)."""
-    rows = ["| model | engine | passages | whole build s | chunk (+BM25 on Ray) s | embedding s | embedding passages/s "
-            "| driver / worker peak RSS MiB | load before, after |",
+    rows = ["| model | engine | passages | whole build s | streamed stage s (read, cut, count, embed) "
+            "| passages/s in it | the rest s | driver / worker peak RSS MiB | load before, after |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for r in out["results"]:
         st = r["stages"]
         workers = r.get("worker_peak_rss_mib") or {}
         rss = f"{r['driver_peak_rss_mib']} / {max(workers.values()) if workers else '-'}"
-        embed_s = st.get("Embedding", 0)
+        stream_s = st.get("Reading", 0)
         engine = r["engine"] + (f" (round {r['round'] + 1})" if r.get("round") else "")
-        rows.append(f"| {r['model']} | {engine} | {r['passages']} | {r['total_s']:.1f} | "
-                    f"{st.get('Chunking', 0):.1f} | {embed_s:.1f} | {r['passages'] / max(embed_s, 1e-9):.0f} | {rss} | "
+        rows.append(f"| {r['model']} | {engine} | {r['passages']} | {r['total_s']:.1f} | {stream_s:.1f} | "
+                    f"{r['passages'] / max(stream_s, 1e-9):.0f} | {r['total_s'] - stream_s:.1f} | {rss} | "
                     f"{r['load_before'][0]}, {r['load_after'][0]} |")
     fixed = [r for r in out["results"] if "ray_init_s" in r]
     if fixed:
         rows.append("")
         rows.append("Ray's fixed start-up cost, apart: " + "; ".join(
             f"{r['engine']}: `ray.init` {r['ray_init_s']:.1f} s, a 5-document build {r['tiny_build_s']:.1f} s"
-            for r in fixed if "tiny_build_s" in r) + " (two actor pools started, one per stage).")
+            for r in fixed if "tiny_build_s" in r) + " (one actor pool started).")
     rows.append("")
     rows.append("Ratios: " + json.dumps(out["summary"]))
     return "\n".join(rows)

@@ -6,6 +6,9 @@ from typing import Protocol
 
 
 class Progress(Protocol):
+    """Stages with counts. A front end may also define ``detail(text)``: a line of figures the
+    library updates beside the count (a build's documents, passages and vectors a second)."""
+
     def start(self, stage: str, total: int | None = None) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def finish(self) -> None: ...

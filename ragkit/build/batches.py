@@ -25,6 +25,8 @@ from ragkit.build import stages
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
+from ragkit.build.units import Piece, load_piece
+from ragkit.encoders.cache import CachedKeys
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.encoders.registry import recorded_backend
 from ragkit.ingest.loaders import FileLoad, load_file
@@ -65,10 +67,83 @@ class ChunkPart:
 
 
 def chunk_batch(docs: list[Document], embedder: Embedder, options: BuildOptions) -> ChunkPart:
+    return _chunked(docs, embedder, options)[0]
+
+
+def _chunked(docs: list[Document], embedder: Embedder, options: BuildOptions) -> tuple[ChunkPart, list[str]]:
     spans, texts, prefixed, settings = stages.chunk(docs, embedder, options, NoProgress())
+    return ChunkPart(spans, prefixed, settings, *_counts(docs, texts)), texts
+
+
+def _counts(docs: list[Document], texts: list[str]) -> tuple[TermCounts, TermCounts]:
     analyzer = Analyzer()
-    return ChunkPart(spans, prefixed, settings, count_terms(analyzer, texts),
-                     count_terms(analyzer, [stages._document_text(d) for d in docs]))
+    return count_terms(analyzer, texts), count_terms(analyzer, [stages._document_text(d) for d in docs])
+
+
+@dataclass(frozen=True)
+class UnitWork:
+    """What a worker does with each unit of a streamed build besides reading and cutting it:
+    the build's options, which passages the driver's embedding cache holds (those are not
+    embedded again), and whether to tell each document's language (mixed-language archives)."""
+
+    options: BuildOptions
+    cached: CachedKeys | None = None
+    languages: bool = False
+
+
+@dataclass
+class UnitResult:
+    """What one unit gives (:func:`run_unit`): every document its pieces hold, cut, counted,
+    hashed for reprints and embedded, before the driver's duplicate-id pass."""
+
+    loads: list[FileLoad | None]  # each piece's load (None: this machine does not see the file); [] for documents
+    part: ChunkPart  # spans, title prefixes, chunker settings, BM25 term counts
+    languages: list[str]  # each document's language ([] unless asked)
+    keys: np.ndarray  # reprint keys of each document (ragkit.ingest.dedup.document_keys)
+    embedded: np.ndarray  # positions of the passages embedded here (the others are in the cache)
+    vectors: np.ndarray  # their vectors, unit length
+
+
+def run_unit(unit: list[Piece] | list[Document], embedder: Embedder, work: UnitWork) -> UnitResult:
+    """Read a unit (file pieces, or Document objects) and do its work."""
+    if unit and isinstance(unit[0], Piece):
+        loads = [load_piece(p) if os.path.lexists(p.path) else None for p in unit]  # type: ignore[union-attr]
+        docs = [doc for load in loads if load is not None for _, doc in load.documents]
+        return UnitResult(loads, *unit_work(docs, embedder, work))
+    return UnitResult([], *unit_work(unit, embedder, work))  # type: ignore[arg-type]
+
+
+def unit_work(docs: list[Document], embedder: Embedder, work: UnitWork
+              ) -> tuple[ChunkPart, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Cut, count, hash and embed ``docs``: (part, languages, reprint keys, embedded positions, vectors)."""
+    from ragkit.build.languages import languages_of
+    from ragkit.ingest.dedup import body, document_keys
+
+    part, texts = _chunked(docs, embedder, work.options)
+    held = work.cached.holds(texts) if work.cached is not None else np.zeros(len(texts), dtype=bool)
+    embedded = np.flatnonzero(~held)
+    vectors = (embedder.embed_passages([texts[i] for i in embedded]) if embedded.size
+               else np.zeros((0, int(embedder.dimension)), dtype=np.float32))
+    return (part, languages_of(docs) if work.languages else [], document_keys([body(d) for d in docs]),
+            embedded, np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def narrowed(result: UnitResult, docs: list[Document], keep: list[bool]) -> UnitResult:
+    """``result`` for the documents of ``docs`` (its documents) that ``keep`` marks: what the
+    driver's duplicate-id pass let through. Term counts are taken again (a dropped document's
+    terms must not enter the vocabulary's order); spans, keys and vectors are selected, not remade."""
+    part = result.part
+    kept_docs = [d for d, k in zip(docs, keep) if k]
+    spans = [s for s, k in zip(part.spans, keep) if k]
+    prefixed = [p for p, k in zip(part.prefixed, keep) if k]
+    passage_kept = np.repeat(np.asarray(keep, dtype=bool), [len(s) for s in part.spans])
+    new_position = np.cumsum(passage_kept) - 1
+    taken = passage_kept[result.embedded]
+    counts = _counts(kept_docs, stages.passage_texts(kept_docs, spans, prefixed))
+    return UnitResult(result.loads, ChunkPart(spans, prefixed, part.settings, *counts),
+                      [x for x, k in zip(result.languages, keep) if k] if result.languages else [],
+                      result.keys[np.asarray(keep, dtype=bool)], new_position[result.embedded[taken]],
+                      result.vectors[taken])
 
 
 def embed_batch(texts: list[str], embedder: Embedder) -> np.ndarray:
@@ -131,6 +206,38 @@ def _json_array(value: Any) -> np.ndarray:  # noqa: ANN401
 
 
 def pack_part(part: ChunkPart) -> bytes:
+    return _npz(_part_arrays(part))
+
+
+def unpack_part(data: bytes) -> ChunkPart:
+    return _part_of(_arrays(data))
+
+
+def pack_result(result: UnitResult) -> bytes:
+    """A unit's result as ``.npz`` bytes (the loads and languages as JSON inside it; no pickle)."""
+    return _npz({**_part_arrays(result.part), "loads": np.frombuffer(pack_loads(result.loads), dtype=np.uint8),
+                 "languages": _json_array(result.languages), "keys": result.keys,
+                 "embedded": np.asarray(result.embedded, dtype=np.int64), "vectors": result.vectors})
+
+
+def unpack_result(data: bytes) -> UnitResult:
+    a = _arrays(data)
+    return UnitResult(unpack_loads(a["loads"].tobytes()), _part_of(a), json.loads(a["languages"].tobytes()),
+                      a["keys"], a["embedded"], a["vectors"])
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _part_arrays(part: ChunkPart) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {
         "span_counts": np.asarray([len(s) for s in part.spans], dtype=np.int64),
         "spans": np.asarray([p for s in part.spans for p in s], dtype=np.int64).reshape(-1, 2),
@@ -141,14 +248,10 @@ def pack_part(part: ChunkPart) -> bytes:
         arrays.update({f"{key}_terms": _json_array(counts.terms), f"{key}_cols": counts.cols,
                        f"{key}_rows": counts.rows, f"{key}_tf": counts.tf,
                        f"{key}_n": np.asarray([counts.n_rows], dtype=np.int64)})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+    return arrays
 
 
-def unpack_part(data: bytes) -> ChunkPart:
-    with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+def _part_of(a: dict[str, np.ndarray]) -> ChunkPart:
     bounds = np.concatenate(([0], np.cumsum(a["span_counts"])))
     pairs = [tuple(map(int, p)) for p in a["spans"].tolist()]
     spans = [pairs[bounds[i]:bounds[i + 1]] for i in range(len(a["span_counts"]))]

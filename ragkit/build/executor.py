@@ -1,11 +1,13 @@
 """Where the heavy build stages run: in this process (:class:`LocalExecutor`) or elsewhere.
 
-A build (:func:`ragkit.build.pipeline.build_index`) asks its executor to read the files, cut
-passages, embed the passages the cache lacks, count BM25 terms and build the vector index. The local executor is
-the in-process path, the stage functions of :mod:`ragkit.build.stages` called over whole
-lists. Another executor (:class:`ragkit.build.ray_executor.RayExecutor`) runs the batch
-functions of :mod:`ragkit.build.batches` on workers and merges their partial results into the
-same index.
+A build (:func:`ragkit.build.pipeline.build_index`) hands its executor the corpus in units
+(:meth:`Executor.stream`): each is read, cut into passages, counted for BM25, hashed for
+reprints and embedded where the cache lacks it (:func:`ragkit.build.batches.run_unit`), and
+the results come back in corpus order to the driver (:mod:`ragkit.build.stream`). It then asks
+for the vector index (:meth:`Executor.write_vectors`). An update asks for the stages one by one
+over whole lists (load, chunk, embed, lexical). The local executor runs everything in this
+process; another (:class:`ragkit.build.ray_executor.RayExecutor`) runs the batch functions of
+:mod:`ragkit.build.batches` on workers and merges their partial results into the same index.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragkit.build import stages
+from ragkit.build.batches import UnitResult, UnitWork, run_unit
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
@@ -25,6 +28,8 @@ from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import Progress
 
+_LOCAL_UNIT_BYTES = 8 << 20  # of files a local unit reads (a few thousand news articles)
+
 Chunked = tuple[list[list[tuple[int, int]]], list[str], list[bool], dict[str, Any]]
 
 
@@ -32,6 +37,17 @@ class Executor(Protocol):
     """The stages a build hands over; every method returns what the local stage returns."""
 
     name: str
+
+    def unit_sizes(self) -> dict[str, int]:
+        """How a build cuts its corpus into units: ``ragkit.build.units.plan_units``' ``largest``,
+        ``files``, ``smallest`` and ``parts``, and ``documents`` (Document objects a unit)."""
+        ...
+
+    def stream(self, units: list[Any], embedder: Embedder, work: UnitWork,
+               take: Callable[[int, UnitResult], None]) -> None:
+        """Run :func:`ragkit.build.batches.run_unit` over ``units``; ``take(i, result)`` gets unit
+        ``i``'s result, in unit order."""
+        ...
 
     def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]: ...
 
@@ -54,6 +70,17 @@ class LocalExecutor:
     """The in-process build: each stage over the whole corpus, as ragkit always ran it."""
 
     name = "local"
+
+    def unit_sizes(self) -> dict[str, int]:
+        # Units here only bound what the process holds at once: large, so that each embedding
+        # call sorts thousands of passages by length (less padding) and the stage overhead vanishes.
+        return {"largest": _LOCAL_UNIT_BYTES, "files": 4096, "smallest": _LOCAL_UNIT_BYTES, "parts": 1,
+                "documents": 4096}
+
+    def stream(self, units: list[Any], embedder: Embedder, work: UnitWork,
+               take: Callable[[int, UnitResult], None]) -> None:
+        for i, unit in enumerate(units):
+            take(i, run_unit(unit, embedder, work))
 
     def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
         return stages.load_here(paths, report, progress)

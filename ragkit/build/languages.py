@@ -72,13 +72,15 @@ def plan(languages: Sequence[str], main_model: str, recorded: Sequence[dict[str,
     return out
 
 
-def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence[Sequence[tuple[int, int]]],
+def write(root: Path, generation: int, languages: Sequence[str], counts: Sequence[int] | np.ndarray,
           texts: Sequence[str], ids: np.ndarray, main_model: str, options: BuildOptions, progress: Progress,
           encode: Encode, write_vectors: Callable[..., dict[str, Any]],
           recorded: Sequence[dict[str, Any]] = (),
           reused: np.ndarray | None = None) -> tuple[list[dict[str, Any]], list[str], int]:
     """Write the generation's second vector indexes; returns (manifest entries, names written, passages embedded).
 
+    ``languages``: each document's (:func:`languages_of`); ``counts``: its number of passages;
+    ``texts``: the passages' texts (any sequence: a streamed build reads them from its store).
     ``encode(texts, embedder, progress)`` embeds passages (an executor's workers may);
     ``write_vectors`` is the executor's vector stage. In an update (``recorded``: the current
     entries; ``reused``: each passage's current id, -1 for a new one) an approximate second
@@ -88,12 +90,11 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
     from ragkit.build.refill import refill_or_write
     from ragkit.build.reuse import RecordedModel
 
-    languages = languages_of(docs)
     chosen = plan(languages, main_model, recorded)
     if not chosen:
         return [], [], 0
-    ends = np.cumsum([len(s) for s in spans])
-    starts = ends - np.asarray([len(s) for s in spans], dtype=np.int64)
+    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
+    starts = ends - np.asarray(counts, dtype=np.int64)
     entries: list[dict[str, Any]] = []
     names: list[str] = []
     embedded = 0
@@ -106,7 +107,7 @@ def write(root: Path, generation: int, docs: Sequence[Document], spans: Sequence
         else:
             embedder = Embedder(model)
         rows = np.concatenate([np.arange(starts[i], ends[i]) for i, lang in enumerate(languages) if lang == language])
-        chosen_texts = [texts[i] for i in rows]
+        chosen_texts = stages.pick(texts, rows)
         vectors, n = stages.embed(root, chosen_texts, embedder, progress,
                                   lambda batch, progress=None, e=embedder: encode(batch, e, progress),
                                   label=f"Embedding {language} passages")

@@ -2,7 +2,8 @@
 
 Data files get generation-numbered names and the manifest is replaced last, atomically, so a
 crash or an error at any point leaves the previous index intact and searchable. One writer at
-a time holds the folder's lock; readers never take it. Updates (:func:`update_index`) write a
+a time holds the folder's lock; readers never take it. A build streams its corpus through the
+executor a unit at a time (:mod:`ragkit.build.stream`). Updates (:func:`update_index`) write a
 whole new generation too, but their cost follows what changed (:mod:`ragkit.build.reuse`).
 The stages themselves live in :mod:`ragkit.build.stages`.
 """
@@ -19,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.build import stages
+from ragkit.build import stages, stream
 from ragkit.build.executor import Executor, LocalExecutor
+from ragkit.build.generation import Written, commit_generation, names_of
 from ragkit.build.options import BuildOptions, BuildResult, options_of
-from ragkit.build.refill import Current, in_place, in_place_applies, refill_or_write
+from ragkit.build.refill import Current, in_place, in_place_applies
 from ragkit.build.reuse import Kept, RecordedModel, passage_ids, reused_passages
 from ragkit.documents import Document
 from ragkit.encoders.embedder import Embedder
 from ragkit.errors import EmptyCorpusError, InvalidArgumentError
-from ragkit.format.layout import commit, fsync_file, next_generation, writer_lock
-from ragkit.format.manifest import new_manifest, read_manifest
+from ragkit.format.layout import next_generation, writer_lock
+from ragkit.format.manifest import read_manifest
 from ragkit.ingest.loaders import source_files
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
@@ -85,15 +87,16 @@ def build_index(
         unchanged = _unchanged(root, paths, fingerprint, model or (embedder.name if embedder else None), options)
         if unchanged is not None:
             return unchanged
-    docs, report, source_paths = stages.collect(items, progress, load=(executor or LocalExecutor()).load)
+    executor = executor or LocalExecutor()
+    corpus = stream.plan(items, executor.unit_sizes())
     if embedder is None and model is None:
         from ragkit.encoders.registry import default_model
 
-        model = default_model(docs)
+        model = default_model(stream.sample(corpus))
     with writer_lock(root, wait, on_wait):
-        result = _write(root, docs, embedder or Embedder(model), options, progress,
-                        sources={"paths": source_paths, "fingerprint": fingerprint}, executor=executor)
-    result.report = report
+        result = stream.write(root, corpus, embedder or Embedder(model), options, progress, executor,
+                              sources={"paths": corpus.paths, "fingerprint": fingerprint})
+    result.report = corpus.report
     return result
 
 
@@ -165,7 +168,7 @@ def update_index(
         options = options_of(manifest)
         old_paths = (manifest.get("sources") or {}).get("paths") or []
         sources = {"paths": sorted(set(old_paths) | set(source_paths)), "fingerprint": None}
-        result = _write(root, docs, model, options, progress, sources=sources, kept=kept,  # type: ignore[arg-type]
+        result = _write_update(root, docs, model, options, progress, sources=sources, kept=kept,  # type: ignore[arg-type]
                         executor=executor)
     result.report = report
     result.added = len(new_docs)
@@ -214,33 +217,33 @@ def _current(root: Path, manifest: dict[str, Any], embedder: Embedder | None, ne
     return existing, dropped, replaced, docs, kept, model
 
 
-def _write(
+def _write_update(
     root: Path, docs: list[Document], embedder: Embedder, options: BuildOptions, progress: Progress,
-    sources: dict[str, Any], kept: Kept | None = None, executor: Executor | None = None,
+    sources: dict[str, Any], kept: Kept, executor: Executor | None = None,
 ) -> BuildResult:
-    """Write ``docs`` as the next generation of ``root`` and commit it (caller holds the lock).
+    """Write an update's ``docs`` as the next generation of ``root`` and commit it (caller holds the lock).
 
-    ``kept``: an update's documents unchanged since the current generation, and what to reuse.
+    ``kept``: the documents unchanged since the current generation, and what to reuse.
     ``executor``: where chunking, embedding, BM25 counting and the vector index run (default: here).
     """
     executor = executor or LocalExecutor()
     started = time.perf_counter()
     spans, texts, prefixed, chunker_settings = executor.chunk(docs, embedder, options, progress, kept)
-    reused = reused_passages(docs, spans, kept) if kept is not None else None
+    reused = reused_passages(docs, spans, kept)
 
     def encode(batch: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         return executor.embed_passages(batch, embedder, progress)
 
-    current = kept.current if kept is not None and reused is not None else None
+    current = kept.current
     changed = 0
-    if current is not None and reused is not None:  # passages added plus passages removed
+    if current is not None:  # passages added plus passages removed
         changed = int(np.count_nonzero(reused < 0)) + current.passages - int(np.count_nonzero(reused >= 0))
     vectors: np.ndarray | None = None
     fresh_vectors: np.ndarray | None = None
-    if reused is not None and in_place_applies(current, changed, embedder.dimension):  # only new vectors needed
+    if in_place_applies(current, changed, embedder.dimension):  # only new vectors needed
         fresh = np.flatnonzero(reused < 0)
         fresh_vectors, embedded = stages.embed(root, [texts[i] for i in fresh], embedder, progress, encode)
-    elif kept is not None and kept.vectors is not None and reused is not None:  # kept passages keep their exact vectors
+    elif kept.vectors is not None:  # kept passages keep their exact vectors
         fresh = np.flatnonzero(reused < 0)
         vectors = np.empty((len(texts), kept.vectors.dimension), dtype=np.float32)
         vectors[reused >= 0] = kept.vectors.reconstruct(reused[reused >= 0])
@@ -250,13 +253,8 @@ def _write(
 
     progress.start("Writing", None)
     generation = next_generation(root)
-    names = {
-        "vectors": f"vectors-{generation:06d}.faiss",
-        "store": f"store-{generation:06d}.sqlite",
-        "lexical": f"lexical-{generation:06d}",
-        "doclexical": f"doclexical-{generation:06d}",
-    }
-    ids = passage_ids(reused, kept.id_space) if kept is not None and reused is not None else np.arange(len(texts))
+    names = names_of(generation)
+    ids = passage_ids(reused, kept.id_space)
     store = Store.create(root / names["store"])
     rows: list[tuple[int, int, int, int]] = []
     doc_rows = store.add_documents(docs, prefixed)
@@ -271,7 +269,7 @@ def _write(
         lexical_job = beside.submit(_lexical, executor, root, names, docs, texts, ids, doc_rows, kept, reused)
         names["duplicates"] = f"duplicates-{generation:06d}.json"
         duplicates = write_for_build(root / names["duplicates"], docs, doc_rows, store,
-                                     kept.duplicates if kept is not None else None)
+                                     kept.duplicates)
         store.commit()
         store.close()
         vector_entry = _vectors(root / names["vectors"], executor, ids, vectors, fresh_vectors, reused, current,
@@ -279,38 +277,10 @@ def _write(
         second = _language_vectors(root, generation, docs, spans, texts, ids, embedder, options, progress, executor,
                                    kept, reused)
         lexical = lexical_job.result()
-    for key in ("vectors", "store"):
-        fsync_file(root / names[key])
-    for i, name in enumerate(second[1]):
-        names[f"language_vectors.{i}"] = name
-        if name.startswith("vectors-"):
-            fsync_file(root / name)
-    recorded: dict[str, Any] = {}
-    if kept is not None:  # same model: the current encoder stays, with its checksums
-        query_encoder = kept.query_encoder
-        recorded = kept.encoder_files
-    else:
-        query_encoder = stages.query_encoder(root, embedder) if options.query_encoder else None
-    if query_encoder is not None:
-        names["query_encoder"] = query_encoder["dir"]
-    from ragkit.format.checksums import record
-
-    manifest: dict[str, Any] = new_manifest(
-        generation=generation,
-        model=embedder.describe(),
-        chunker=chunker_settings,
-        vectors={"file": names["vectors"], "dimension": embedder.dimension, **vector_entry},
-        store={"file": names["store"]},
-        lexical={"dir": names["lexical"], "documents_dir": names["doclexical"], **lexical.config()},
-        counts={"documents": len(docs), "passages": len(texts), "passage_ids": int(ids.max(initial=-1)) + 1},
-        query_encoder=query_encoder,
-        duplicates=duplicates,
-        language_vectors={"enabled": options.language_vectors, "indexes": second[0]},
-        sources=sources,
-        files={**record(root, [n for n in names.values() if not (recorded and n == names.get("query_encoder"))]),
-               **recorded},
-    )
-    commit(root, manifest, keep=set(names.values()))
+    written = Written(chunker_settings, vector_entry, lexical.config(),
+                      {"documents": len(docs), "passages": len(texts), "passage_ids": int(ids.max(initial=-1)) + 1},
+                      duplicates, second[0], second[1])
+    commit_generation(root, generation, names, embedder, options, written, sources, kept)
     progress.finish()
     return BuildResult(root, len(docs), len(texts), embedded=embedded)
 
@@ -324,9 +294,10 @@ def _language_vectors(root: Path, generation: int, docs: list[Document], spans: 
         return [], []
     from ragkit.build import languages
 
-    entries, written, _ = languages.write(root, generation, docs, spans, texts, ids, embedder.name, options, progress,
+    entries, written, _ = languages.write(root, generation, languages.languages_of(docs), [len(s) for s in spans],
+                                          texts, ids, embedder.name, options, progress,
                                           lambda batch, model, advance: executor.embed_passages(batch, model, advance),
-                                          executor.write_vectors, kept.language_vectors if kept is not None else (),
+                                          executor.write_vectors, kept.language_vectors,
                                           reused)
     return entries, written
 
@@ -348,13 +319,8 @@ def _vectors(path: Path, executor: Executor, ids: np.ndarray, vectors: np.ndarra
     if vectors is None:  # an update in place: the current vectors stay where they are
         assert current is not None and reused is not None and fresh_vectors is not None
         return in_place(path, current, reused, ids, fresh_vectors, changed, progress)
-    def write(vector_options: BuildOptions) -> dict[str, Any]:
-        entry = executor.write_vectors(path, ids, vectors, vector_options, progress, texts, embedder)
-        stages.tuning_share(entry, time.perf_counter() - started)
-        entry["index_type"] = options.index_type
-        return entry
-
-    return refill_or_write(path, ids, vectors, current, changed, options, progress, write)
+    return stages.vector_entry(path, ids, vectors, current, changed, options, progress, texts, embedder,
+                               executor.write_vectors, started)
 
 
 def ensure_index(

@@ -1,23 +1,25 @@
 """The build on a Ray cluster (Ray Data): ``build_index(..., executor=RayExecutor(...))``.
 
-Reading the files, chunking (with BM25 term counting) and embedding run in ``map_batches``
-over stateful pools of ``workers`` actors; the chunking and embedding actors each hold one
-encoder rebuilt from the picklable encoder spec (:func:`ragkit.build.batches.worker_embedder`).
-Work goes out in numbered units (a batch of files, of documents, or of passage texts; one
-Ray block each, and passage units shrink toward the stage's end so the workers finish
-together) and comes back as partial results that the driver puts in unit order and merges
-(:mod:`ragkit.build.batches`): documents, skips and passage ids follow the corpus order, never
-the order workers finish in, and the merged BM25 is bit-identical to a local build. Workers
-read the files at the driver's paths; a file a worker's machine does not see (no shared
-filesystem) is read by the driver instead.
+A build streams (:mod:`ragkit.build.stream`): its corpus goes out as units (a few files, or a
+line range of a big JSONL file; :mod:`ragkit.build.units`), one Ray block each, to one
+``map_batches`` pool of ``workers`` stateful actors (:class:`ragkit.build.ray_actors.UnitActor`).
+Each actor holds one encoder rebuilt from the picklable spec and does a unit's whole work:
+reads its files at the driver's paths, cuts passages, counts BM25 terms, hashes documents for
+reprints and embeds the passages the driver's embedding cache lacks (the actors share the
+cache's key heads through the object store). Units shrink toward the corpus's end, so the
+workers finish together. Ray Data hands the results back in unit order and the driver writes
+each and lets it go: it never holds the corpus, and the index is the local build's (passage
+ids are positions in corpus order; BM25 counts merge in that order, bit for bit). A file a
+worker's machine does not see (no shared filesystem) is read by the driver instead.
 
-The driver keeps the embedding cache (only texts it lacks go to the workers) and trains the
-FAISS quantisers on one sample; Ray tasks add shards of the vectors to copies of the trained
-index and the driver merges them in order (flat and IVF types; FAISS cannot merge HNSW or
-refine types, which the driver builds itself), tunes the result and commits the generation
-as any build. The driver takes each unit's result as it arrives (unpacked, or its vectors
-written to their rows) and drops the units once Ray holds them, but it still holds the
-documents, passage texts and vectors of the whole corpus meanwhile, as the local build does.
+Then the driver trains the FAISS quantisers on one sample of the vectors (a file it maps);
+Ray tasks add shards of the vectors to copies of the trained index and the driver merges them
+in order (flat and IVF types; FAISS cannot merge HNSW or refine types, which the driver builds
+itself), tunes the result and commits the generation as any build.
+
+An update (:func:`ragkit.build.pipeline.update_index`) asks for the stages one by one over
+lists: :meth:`RayExecutor.load`, :meth:`~RayExecutor.chunk` (with BM25 counting) and
+:meth:`~RayExecutor.embed_passages` each run their own pool.
 
 Resources: each actor asks for at most one CPU, and the pool together for at most the
 cluster's CPUs less half a CPU (:meth:`RayExecutor.cpus_per_worker`), so Ray Data's own tasks
@@ -28,7 +30,6 @@ hung. Ray's logs and progress bars stay off unless ``verbose``.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,16 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.build import batches, stages
+from ragkit.build import batches, ray_actors, stages
 from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
 from ragkit.encoders.base import length_order
-from ragkit.encoders.embedder import Embedder, EncoderSpec
-from ragkit.build.ray_runtime import (RayBuildError, clear_error, quiet_ray_data, quiet_worker, ray_module,
-                                     start_ray, worker_encoder)
+from ragkit.encoders.embedder import Embedder
+from ragkit.build.ray_runtime import RayBuildError, clear_error, quiet_ray_data, ray_module, start_ray
+from ragkit.build.units import load_piece, pack_unit, plan_units
 from ragkit.errors import InvalidArgumentError, RagkitError
-from ragkit.ingest.loaders import FileLoad, load_file, merged_documents, planned_files
+from ragkit.ingest.loaders import MergedStream, planned_files
 from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
@@ -54,7 +55,8 @@ from ragkit.vectors.faiss_index import VectorIndex
 
 _RETRIES = 3  # restarts of a dead actor, and retries of the unit it was running
 _TAIL = 2  # units shrink once fewer than this many per worker of the largest size are left
-_UNIT_BYTES = 16 << 20  # a unit of files to read stops at the first file past this many bytes
+_UNIT_BYTES = 16 << 20  # an update's unit of files to read stops at the first file past this many bytes
+_SHARD_MAX = 250_000  # vectors a shard of the vector index holds at most (384 MB of float32 at d = 384)
 
 
 def guided_bounds(n: int, largest: int, multiple: int, workers: int) -> list[tuple[int, int]]:
@@ -77,77 +79,25 @@ def guided_bounds(n: int, largest: int, multiple: int, workers: int) -> list[tup
     return bounds
 
 
-class _LoadActor:
-    """A Ray Data actor: reads batches of files (the document loaders)."""
-
-    def __init__(self, cpus: float) -> None:
-        quiet_worker()  # no encoder here: torch is never imported
-        self.ready = time.time()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [batches.pack_loads(batches.load_batch(batches.unpack_files(u))) for u in batch["unit"]]
-        return _output(batch, out, self.ready)
-
-
-class _ChunkActor:
-    """A Ray Data actor: cuts passages and counts BM25 terms of batches of documents."""
-
-    def __init__(self, spec: EncoderSpec, options: BuildOptions, cpus: float) -> None:
-        self.embedder = worker_encoder(spec, cpus, lambda e: e.token_counter())
-        self.options = options
-        self.ready = time.time()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [batches.pack_part(batches.chunk_batch(batches.unpack_documents(u), self.embedder, self.options))
-               for u in batch["unit"]]
-        return _output(batch, out, self.ready)
-
-
-class _EmbedActor:
-    """A Ray Data actor: embeds batches of passage texts."""
-
-    def __init__(self, spec: EncoderSpec, cpus: float) -> None:
-        self.embedder = worker_encoder(spec, cpus, lambda e: e.passage_encoder())
-        self.ready = time.time()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
-        for unit in batch["unit"]:
-            texts = json.loads(bytes(unit).decode("utf-8"))
-            out.append(np.ascontiguousarray(batches.embed_batch(texts, self.embedder), dtype=np.float32).tobytes())
-        return _output(batch, out, self.ready)
-
-
-def _output(batch: dict[str, np.ndarray], results: list[bytes], ready: float) -> dict[str, np.ndarray]:
-    """An actor's output rows: unit number, result bytes, the node that made them, the
-    actor's peak resident memory (KiB) and when it was ready (its constructor's end, epoch s)."""
-    import resource
-
-    import ray
-
-    node = ray.get_runtime_context().get_node_id()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seq": batch["seq"], "result": np.array(results, dtype=object),
-            "node": np.array([node] * len(results), dtype=object), "rss_kib": np.full(len(results), rss, np.int64),
-            "ready": np.full(len(results), ready, np.float64)}
-
-
 class RayExecutor:
-    """Runs a build's chunking, BM25 counting and embedding on Ray (see the module doc).
+    """Runs a build's reading, chunking, BM25 counting and embedding on Ray (see the module doc).
 
     ``address``: None starts a local Ray instance (or uses the one this process already
     started), ``"auto"`` or ``"ray://host:port"`` joins a running cluster. ``workers``: actors
     in each stage's pool. ``cpus_per_worker`` / ``gpus_per_worker``: what each actor asks for
-    (default: see :meth:`cpus_per_worker`; no GPU). A work unit holds up to ``files_per_unit``
-    files to read (and stops past 16 MiB), ``documents_per_unit`` documents or ``texts_per_unit``
-    texts; vector shards hold at least ``shard_vectors``.
+    (default: see :meth:`cpus_per_worker`; no GPU). A build's unit reads up to ``unit_bytes``
+    of files (shrinking to ``smallest_unit`` toward the corpus's end) and at most
+    ``files_per_unit`` files, or holds ``documents_per_unit`` Document objects; an update's
+    units hold ``documents_per_unit`` documents to cut or ``texts_per_unit`` texts to embed.
+    Vector shards hold at least ``shard_vectors``.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int = 2, *, cpus_per_worker: float | None = None,
-                 gpus_per_worker: float = 0.0, files_per_unit: int = 64, documents_per_unit: int = 64,
-                 texts_per_unit: int = 256, shard_vectors: int = 100_000, verbose: bool = False) -> None:
+                 gpus_per_worker: float = 0.0, unit_bytes: int = 4 << 20, smallest_unit: int = 16 << 10,
+                 files_per_unit: int = 64, documents_per_unit: int = 64, texts_per_unit: int = 256,
+                 shard_vectors: int = 100_000, verbose: bool = False) -> None:
         if workers < 1:
             raise InvalidArgumentError(f"--workers must be at least 1, got {workers}")
         if cpus_per_worker is not None and cpus_per_worker <= 0:
@@ -156,6 +106,8 @@ class RayExecutor:
         self.workers = int(workers)
         self._cpus = cpus_per_worker
         self.gpus_per_worker = float(gpus_per_worker)
+        self.unit_bytes = max(1, int(unit_bytes))
+        self.smallest_unit = max(1, min(int(smallest_unit), self.unit_bytes))
         self.files_per_unit = max(1, int(files_per_unit))
         self.documents_per_unit = int(documents_per_unit)
         self.texts_per_unit = int(texts_per_unit)
@@ -209,12 +161,15 @@ class RayExecutor:
 
     # -- the stages -----------------------------------------------------------------------
     def _map(self, stage: str, actor: type, units: list[bytes], constructor: dict[str, Any],
-             take: Callable[[int, bytes], None]) -> None:
+             take: Callable[[int, bytes], None], *, ordered: bool = False) -> None:
         """Run ``actor`` over ``units`` (a Ray Data actor pool); ``take(seq, result)`` gets each
-        unit's result as it comes back, in any order, and the driver keeps none of them itself.
+        unit's result as it comes back (in unit order if ``ordered``), and the driver keeps none
+        of them itself.
 
         ``units`` is emptied once Ray holds the work (its blocks are in the object store), so
-        the driver does not keep a second copy of what it sent out.
+        the driver does not keep a second copy of what it sent out. ``ordered`` has Ray Data
+        keep the results in order (results that finish early wait in the object store, not
+        here); a result that still arrives early waits here for the ones before it.
         """
         if not units:
             return
@@ -234,7 +189,11 @@ class RayExecutor:
                                 batch_format="numpy", concurrency=min(self.workers, count), num_cpus=cpus,
                                 num_gpus=self.gpus_per_worker or None, **remote)
         seen: set[int] = set()
+        early: dict[int, bytes] = {}
         nodes = self.nodes.setdefault(stage, {})
+        context = ray.data.DataContext.get_current()
+        was = context.execution_options.preserve_order
+        context.execution_options.preserve_order = ordered or was
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for seq, result, node in zip(batch["seq"].tolist(), batch["result"], batch["node"]):
@@ -242,7 +201,10 @@ class RayExecutor:
                         continue
                     seen.add(int(seq))
                     nodes[str(node)] = nodes.get(str(node), 0) + 1
-                    take(int(seq), bytes(result))
+                    early[int(seq)] = bytes(result)
+                    while early and (not ordered or min(early) == len(seen) - len(early)):
+                        done = min(early) if ordered else next(iter(early))
+                        take(done, early.pop(done))
                 self.worker_peak_rss_kib[stage] = max(self.worker_peak_rss_kib.get(stage, 0),
                                                       int(batch["rss_kib"].max()))
                 self.pool_start_s[stage] = max(self.pool_start_s.get(stage, 0.0),
@@ -251,39 +213,50 @@ class RayExecutor:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
             raise clear_error(exc) from exc
+        finally:
+            context.execution_options.preserve_order = was
         if len(seen) != count:
             raise RayBuildError(f"the Ray cluster returned {len(seen)} of {count} work units")
 
+    def unit_sizes(self) -> dict[str, int]:
+        """Units of up to ``unit_bytes`` that shrink toward the corpus's end (guided by twice the workers)."""
+        return {"largest": self.unit_bytes, "files": self.files_per_unit, "smallest": self.smallest_unit,
+                "parts": _TAIL * self.workers, "documents": self.documents_per_unit}
+
+    def stream(self, units: list[Any], embedder: Embedder, work: batches.UnitWork,
+               take: Callable[[int, batches.UnitResult], None]) -> None:
+        """A streamed build's units on one actor pool: each actor reads, cuts, counts and embeds
+        whole units, and the results come back in unit order (see :meth:`_map`)."""
+        if not units:
+            return
+        documents = isinstance(units[0][0], Document)
+        packed = [batches.pack_documents(u) if documents else pack_unit(u) for u in units]
+        self.start()
+        shared = [ray_module().put(work)]  # a list: Ray hands the reference over, not the value
+        self._map("build", ray_actors.UnitActor, packed, {"spec": batches.encoder_spec(embedder), "work": shared,
+                                                "documents": documents},
+                  lambda seq, data: take(seq, batches.unpack_result(data)), ordered=True)
+
     def load(self, paths: list[str], report: LoadReport, progress: Progress) -> list[Document]:
-        """The documents of ``paths``, read on the workers in units of files and merged in file order:
-        the documents, ids and report of a local read. A file a worker does not see is read here."""
-        planned = planned_files(paths, report)
-        step = max(1, min(self.files_per_unit, -(-len(planned) // (4 * self.workers))))
-        groups: list[list[tuple[Path, str, int]]] = []
-        size = 0
-        for entry in planned:  # at most ``step`` files, or one file past _UNIT_BYTES, a unit
-            if not groups or len(groups[-1]) >= step or size >= _UNIT_BYTES:
-                groups.append([])
-                size = 0
-            groups[-1].append(entry)
-            size += _size(entry[0])
-        units = [batches.pack_files([(str(path), doc_id) for path, doc_id, _ in g]) for g in groups]
-        progress.start("Loading", len(planned))
+        """The documents of ``paths``, read on the workers in units of file pieces and merged in plan
+        order: the documents, ids and report of a local read. A file a worker does not see is read here."""
+        units = plan_units(planned_files(paths, report), _UNIT_BYTES, files=self.files_per_unit,
+                           parts=_TAIL * self.workers)
+        progress.start("Loading", sum(len(u) for u in units))
+        merge = MergedStream(report)
+        docs: list[Document] = []
+
+        def take(seq: int, result: bytes) -> None:
+            for piece, load in zip(units[seq], batches.unpack_loads(result), strict=True):
+                docs.extend(merge.take(piece.skips_before, load if load is not None else load_piece(piece)))
+            progress.advance(len(units[seq]))
+
         if len(units) < 2:  # nothing to spread: no actor pool to start
-            loads = [load_file(path, doc_id) for path, doc_id, _ in planned]
+            for i, unit in enumerate(units):
+                take(i, batches.pack_loads([load_piece(p) for p in unit]))
         else:
-            read: dict[int, list[FileLoad | None]] = {}
-
-            def take(seq: int, result: bytes) -> None:
-                read[seq] = batches.unpack_loads(result)
-                progress.advance(len(groups[seq]))
-
-            self._map("load", _LoadActor, units, {}, take)
-            loads = []
-            for i, group in enumerate(groups):
-                loads.extend(load if load is not None else load_file(path, doc_id)  # not seen there: read here
-                             for (path, doc_id, _), load in zip(group, read.pop(i), strict=True))
-        docs = list(merged_documents(planned, loads, report))
+            self._map("load", ray_actors.LoadActor, [pack_unit(u) for u in units], {}, take, ordered=True)
+        merge.finish()
         progress.finish()
         return docs
 
@@ -301,19 +274,19 @@ class RayExecutor:
             parts[seq] = batches.unpack_part(result)
             progress.advance(min(step, len(todo) - seq * step))
 
-        self._map("chunk", _ChunkActor, units, {"spec": spec, "options": options}, take)
+        self._map("chunk", ray_actors.ChunkActor, units, {"spec": spec, "options": options}, take)
         progress.finish()
         self._parts = [parts[i] for i in range(len(parts))]
         return stages.chunk(docs, embedder, options, NoProgress(), batches.chunked_kept(docs, self._parts, kept))
 
     def embed_passages(self, texts: Sequence[str], embedder: Embedder,
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Vectors of ``texts``, embedded on the workers in the very batches the local path makes.
+        """Vectors of ``texts`` (an update's new passages, a second language's), embedded on the workers.
 
-        The local encoder sorts all texts by length and cuts batches of ``batch_size``
-        (:func:`ragkit.encoders.base.encode_sorted`); int8 vectors depend on their batch-mates
-        (one activation scale a batch), so units are cut from that same order at a multiple of
-        the batch size: each unit's batches are the local build's, and so are the vectors.
+        Units are cut from the local encoder's length order (:func:`ragkit.encoders.base.encode_sorted`)
+        at a multiple of its batch size, so a worker's batches are the local path's: texts of
+        like length, little padding. (The int8 encoder embeds one text a batch anyway: its
+        vectors never depend on their batch-mates.)
         """
         spec = batches.encoder_spec(embedder)
         batch = max(1, int(spec.batch_size))
@@ -331,7 +304,7 @@ class RayExecutor:
             if progress is not None:
                 progress(len(rows))
 
-        self._map("embed", _EmbedActor, units, {"spec": spec}, take)
+        self._map("embed", ray_actors.EmbedActor, units, {"spec": spec}, take)
         return out
 
     def lexical(self, docs: list[Document], texts: list[str], ids: np.ndarray, doc_rows: list[int], kept: Kept | None,
@@ -350,24 +323,31 @@ class RayExecutor:
 
         Only flat and inverted-list types merge (FAISS has no ``merge_from`` for HNSW or refine
         types), and only collections of at least two shards are worth shipping: otherwise
-        None, and the driver adds the vectors itself.
+        None, and the driver adds the vectors itself. A shard holds at most ``_SHARD_MAX``
+        vectors and at most ``2 x workers`` shards are out at once, so the object store never
+        holds the whole collection (``vectors`` may be a file the driver maps).
         """
         mergeable = index.exact or (index.nlist is not None and "k_factor" not in index.tunable)
-        shards = min(4 * self.workers, len(ids) // self.shard_vectors)
-        if not mergeable or shards < 2:
+        shards = max(min(4 * self.workers, len(ids) // self.shard_vectors), -(-len(ids) // _SHARD_MAX))
+        if not mergeable or len(ids) // self.shard_vectors < 2:
             return None
         self.start()
         ray = ray_module()
         empty_bytes = index.to_bytes()
         empty = ray.put(empty_bytes)
         merged = VectorIndex.from_bytes(empty_bytes, index.factory)  # the shards' own types, as FAISS reads them
-        task = ray.remote(_add_shard).options(num_cpus=self.cpus_per_worker(), max_retries=_RETRIES)
+        task = ray.remote(ray_actors.add_shard).options(num_cpus=self.cpus_per_worker(), max_retries=_RETRIES)
         bounds = np.linspace(0, len(ids), shards + 1).astype(np.int64)
-        refs = [task.remote(empty, index.factory, ids[a:b], vectors[a:b]) for a, b in zip(bounds, bounds[1:])]
+        spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        refs: list[Any] = []
         nodes = self.nodes.setdefault("vectors", {})
         try:
-            for ref, a, b in zip(refs, bounds, bounds[1:]):  # in shard order: the ids stay in build order
-                data, node = ray.get(ref)
+            for i, (a, b) in enumerate(spans):  # in shard order: the ids stay in build order
+                while len(refs) < min(len(spans), i + 2 * self.workers):
+                    lo, hi = spans[len(refs)]
+                    refs.append(task.remote(empty, index.factory, ids[lo:hi], np.ascontiguousarray(vectors[lo:hi])))
+                data, node = ray.get(refs[i])
+                refs[i] = None
                 merged.merge_from(VectorIndex.from_bytes(data, index.factory))
                 nodes[node] = nodes.get(node, 0) + 1
                 progress.advance(int(b - a))
@@ -376,19 +356,3 @@ class RayExecutor:
         except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors in its own types
             raise clear_error(exc) from exc
         return merged
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _add_shard(empty: np.ndarray, factory: str, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, str]:
-    """A Ray task: the trained, empty index with one shard of vectors added."""
-    import ray
-
-    shard = VectorIndex.from_bytes(empty, factory)
-    shard.add(ids, vectors)
-    return shard.to_bytes(), ray.get_runtime_context().get_node_id()

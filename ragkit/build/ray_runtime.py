@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,9 @@ def quiet_ray_data(verbose: bool = False) -> None:
     """Ray Data's progress bars and execution banners only when ``verbose``; each actor pool
     starts whole before work goes out (else the first actor up takes every unit of a small
     stage), and a pool the cluster cannot place fails after 10 minutes instead of waiting."""
-    ctx = ray_module().data.DataContext.get_current()
+    with warnings.catch_warnings():  # its first context sets fields Ray 2.60 itself deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = ray_module().data.DataContext.get_current()
     ctx.wait_for_min_actors_s = POOL_START_S
     ctx.enable_progress_bars = verbose
     ctx.enable_operator_progress_bars = verbose

@@ -134,6 +134,20 @@ def chunk(  # noqa: ANN202
     return spans, texts, prefixed, settings
 
 
+def passage_texts(docs: Sequence[Document], spans: Sequence[Sequence[tuple[int, int]]],
+                  prefixed: Sequence[bool]) -> list[str]:
+    """The texts :func:`chunk` gives to embed: each passage, after its document's title and a
+    newline where the title is prefixed."""
+    return [(d.title + "\n" if p else "") + d.text[s:e] for d, doc_spans, p in zip(docs, spans, prefixed)
+            for s, e in doc_spans]
+
+
+def pick(texts: Sequence[str], rows: Sequence[int] | np.ndarray) -> list[str]:
+    """``texts[i]`` for each of ``rows``, read in one go where the sequence can (``take``: a store's)."""
+    take = getattr(texts, "take", None)
+    return take(rows) if take is not None else [texts[int(i)] for i in rows]
+
+
 def passage_cache_tag(embedder: Any) -> str:  # noqa: ANN401
     """The embedder's passage cache key: optional in the protocol, "" (float32 vectors) when absent."""
     return str(getattr(embedder, "passage_cache_tag", "") or "")
@@ -241,7 +255,7 @@ def write_vectors(path: Path, ids: np.ndarray, vectors: np.ndarray, options: Bui
     choosing = select.applies(options.index_type, n, dimension)
     query_vectors = None
     if (choosing or factory != "Flat") and embedder is not None and len(texts):
-        snippets = query_snippets(list(texts), words=_snippet_words(embedder))
+        snippets = query_snippets(texts, words=_snippet_words(embedder))
         query_vectors = embedder.embed_queries(snippets) if snippets else None
     selection: dict[str, Any] | None = None
     if choosing:
@@ -292,6 +306,23 @@ def _snippet_words(embedder: Any) -> tuple[int, int]:  # noqa: ANN401
 
     query_encoder = getattr(embedder, "query_encoder", None)
     return STATIC_SNIPPET_WORDS if query_encoder is not None and isinstance(query_encoder(), StaticEncoder) else (4, 12)
+
+
+def vector_entry(path: Path, ids: np.ndarray, vectors: np.ndarray, current: Any, changed: int,  # noqa: ANN401
+                 options: BuildOptions, progress: Progress, texts: Sequence[str], embedder: Any,  # noqa: ANN401
+                 write_vectors: Callable[..., dict[str, Any]], started: float) -> dict[str, Any]:
+    """The vector file of a build or an update, and its manifest entry: refilled where little
+    changed since ``current`` (:mod:`ragkit.build.refill`), else written by ``write_vectors`` (an
+    executor's), with the tuning's share of the build's seconds since ``started``."""
+    from ragkit.build.refill import refill_or_write
+
+    def write(vector_options: BuildOptions) -> dict[str, Any]:
+        entry = write_vectors(path, ids, vectors, vector_options, progress, texts, embedder)
+        tuning_share(entry, time.perf_counter() - started)
+        entry["index_type"] = options.index_type
+        return entry
+
+    return refill_or_write(path, ids, vectors, current, changed, options, progress, write)
 
 
 def tuning_share(entry: dict[str, Any], build_seconds: float) -> None:

@@ -54,9 +54,15 @@ class RichProgress:
         columns = [SpinnerColumn(), TextColumn("{task.description:<10}")]
         if total is not None:
             columns += [BarColumn(), MofNCompleteColumn(), _rate_column(), TimeRemainingColumn()]
+        columns.append(TextColumn("{task.fields[detail]}", style="progress.data.speed"))
         self._progress = Progress(*columns, console=stderr_console(), transient=False)
         self._progress.start()
-        self._task = self._progress.add_task(stage, total=total)
+        self._task = self._progress.add_task(stage, total=total, detail="")
+
+    def detail(self, text: str) -> None:
+        """A line of counts beside the bar (a streamed build's documents, passages and vectors a second)."""
+        if self._progress is not None:
+            self._progress.update(self._task, detail=text)
 
     def advance(self, n: int = 1) -> None:
         if self._progress is not None:

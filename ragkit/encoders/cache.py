@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,17 @@ class EmbeddingCache:
         self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
 
     def keys(self, texts: Sequence[str]) -> list[bytes]:
-        return [hashlib.sha256(self._salt + t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        return _keys(self._salt, texts)
+
+    def held(self) -> CachedKeys:
+        """Which texts this cache holds, as a worker elsewhere can ask it (:class:`CachedKeys`)."""
+        try:
+            heads = [key[:8] for (key,) in self._conn.execute("SELECT key FROM vectors")]
+        except sqlite3.DatabaseError as exc:  # damaged: rebuilt, holds nothing
+            self._reset(exc)
+            heads = []
+        values = np.frombuffer(b"".join(heads), dtype="<u8") if heads else np.zeros(0, dtype="<u8")
+        return CachedKeys(self._salt, np.sort(values))
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         try:
@@ -74,3 +85,29 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+@dataclass(frozen=True)
+class CachedKeys:
+    """Which texts an embedding cache holds, for a worker that cannot open it (another node):
+    the cache's key salt and the sorted first 8 bytes of each key it holds (8 bytes a vector).
+
+    :meth:`holds` may say yes for a text the cache lacks (two keys sharing 8 bytes, about one
+    chance in 10^19 a pair; or a cache changed since); the build then embeds that text itself,
+    never the other way round.
+    """
+
+    salt: bytes
+    heads: np.ndarray  # sorted uint64
+
+    def holds(self, texts: Sequence[str]) -> np.ndarray:
+        """Whether the cache holds a vector for each text (bool array)."""
+        if not len(self.heads) or not len(texts):
+            return np.zeros(len(texts), dtype=bool)
+        wanted = np.frombuffer(b"".join(k[:8] for k in _keys(self.salt, texts)), dtype="<u8")
+        at = np.minimum(np.searchsorted(self.heads, wanted), len(self.heads) - 1)
+        return self.heads[at] == wanted
+
+
+def _keys(salt: bytes, texts: Sequence[str]) -> list[bytes]:
+    return [hashlib.sha256(salt + t.encode("utf-8", "surrogatepass")).digest() for t in texts]

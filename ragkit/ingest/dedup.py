@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,15 +300,27 @@ def write_for_build(path: Path, docs: Sequence[Any], doc_rows: Sequence[int], st
     (:func:`known_keys`): the keys of the first ``len(known[0])`` documents, which an update
     keeps, and the current pairs. Then only the other documents are hashed and checked.
     """
-    texts = [d.text if d.text.strip() else (d.title or "") for d in docs]
-    if known is None:
-        keys = document_keys(texts)
-        found, pairs = groups_of(keys, texts)
-    else:
-        keys = np.vstack([known[0], document_keys(texts[len(known[0]):])])
-        found, pairs = groups_of(keys, texts, known=(np.arange(len(texts)) < len(known[0]), known[1]))
+    texts = [body(d) for d in docs]
+    keys = document_keys(texts) if known is None else np.vstack([known[0], document_keys(texts[len(known[0]):])])
+    return write_for_keys(path, keys, texts, lambda i: (int(doc_rows[i]), docs[i].id, docs[i].source), store,
+                          None if known is None else (np.arange(len(texts)) < len(known[0]), known[1]))
+
+
+def body(doc: Any) -> str:  # noqa: ANN401 - a Document
+    """What detection reads of a document: its text, or its title when the text is blank."""
+    return doc.text if doc.text.strip() else (doc.title or "")
+
+
+def write_for_keys(path: Path, keys: np.ndarray, texts: Sequence[str],
+                   member: Callable[[int], tuple[int, str, str]], store: Any,
+                   known: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """:func:`write_for_build` from the documents' :func:`document_keys` (``keys``, computed
+    elsewhere: a build's workers hash their documents). ``texts[i]`` (what :func:`body` gives)
+    is read only for the candidate pairs to confirm; ``member(i)`` is document ``i``'s (store
+    row, id, source), asked for the members of groups only; ``known`` as :func:`groups_of`'s."""
+    found, pairs = groups_of(keys, texts, known=known)
     store.put_array(KEYS, keys)
     store.put_array(PAIRS, pairs)
-    groups = DuplicateGroups([[(int(doc_rows[i]), docs[i].id, docs[i].source) for i in g] for g in found])
+    groups = DuplicateGroups([[member(i) for i in g] for g in found])
     write_groups(path, groups, settings())
     return {"file": path.name, "groups": len(groups), "documents": sum(len(g) for g in found), **settings()}

@@ -178,14 +178,18 @@ class Store:
         return rows
 
     def add_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
-        """Insert (passage id, document row id, start, end) rows, and the passage -> document array
-        (from these rows when the store held no passage before, else from a scan of the table)."""
+        """Insert a new store's (passage id, document row, start, end) rows and its passage -> document array."""
         rows = list(rows)
-        empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM passages)").fetchone()[0]
+        self.insert_passages(rows)
+        self.put_document_rows(_document_rows_of(self.path, [(r[0], r[1]) for r in rows]))
+
+    def insert_passages(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        """Insert passage rows only; a writer adding them a part at a time then calls :meth:`put_document_rows`."""
         self._conn.executemany('INSERT INTO passages (id, doc, start, "end") VALUES (?, ?, ?, ?)', rows)
-        doc_of = (_document_rows_of(self.path, [(r[0], r[1]) for r in rows]) if empty
-                  else self._scan_document_rows())
-        self.put_array(_DOC_OF, doc_of.astype("<i4"))
+
+    def put_document_rows(self, doc_of: np.ndarray) -> None:
+        """Keep the document row of each passage, indexed by passage id (-1: unused id)."""
+        self.put_array(_DOC_OF, np.asarray(doc_of).astype("<i4"))
 
     def put_array(self, name: str, array: np.ndarray) -> None:
         """Keep a whole array (``<i4``, ``<u8``...) under ``name``: read back by :meth:`array`."""
@@ -201,14 +205,28 @@ class Store:
     # -- reading -------------------------------------------------------------------------
     def passages(self, ids: Sequence[int]) -> dict[int, StoredPassage]:
         """The passages with these ids (missing ids are simply absent)."""
-        out: dict[int, StoredPassage] = {}
-        wanted = [int(i) for i in ids if int(i) >= 0]
-        for lo in range(0, len(wanted), 500):
-            chunk = wanted[lo : lo + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(f"{self._select} WHERE p.id IN ({marks})", chunk):
-                out[row[0]] = _stored_passage(row)
-        return out
+        rows = self._where_in(f"{self._select} WHERE p.id IN", [int(i) for i in ids if int(i) >= 0])
+        return {row[0]: _stored_passage(row) for row in rows}
+
+    def _where_in(self, sql: str, values: list[int]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` followed by ``(?, ?, ...)`` over ``values``, 500 at a time."""
+        for lo in range(0, len(values), 500):
+            chunk = values[lo : lo + 500]
+            yield from self._conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk)
+
+    def embedded_texts(self, ids: Sequence[int]) -> list[str]:
+        """The text a build embedded for each passage id: its document's title and a newline
+        first where the title was embedded with it (``title_prefix``), then the passage."""
+        found = dict(self._where_in("SELECT p.id, CASE WHEN d.title_prefix THEN d.title || char(10) ELSE '' END "
+                                    '|| substr(d.text, p.start + 1, p."end" - p.start) FROM passages p '
+                                    "JOIN documents d ON d.id = p.doc WHERE p.id IN", [int(i) for i in ids]))
+        return [found[int(i)] for i in ids]
+
+    def documents_at(self, rows: Sequence[int]) -> list[Document]:
+        """The documents of these row ids, in the order given."""
+        select = self._document_select().replace("SELECT ", "SELECT d.id, ", 1) + " WHERE d.id IN"
+        found = {int(row[0]): _document(row[1:]) for row in self._where_in(select, [int(r) for r in rows])}
+        return [found[int(r)] for r in rows]
 
     def iter_passages(self) -> Iterator[StoredPassage]:
         for row in self._conn.execute(f"{self._select} ORDER BY p.id"):
@@ -367,7 +385,6 @@ def _check_ids(path: Path, what: str, ids: np.ndarray, first: int, unused: int =
     if ids.size and (int(ids.min()) < first or int(ids.max()) >= ids.size + first + unused):
         raise IndexFormatError(f"passage store {path} is damaged: {what} ids run from {int(ids.min())} to "
                                f"{int(ids.max())} for {ids.size} rows")
-
 
 
 def _document_rows_of(path: Path, id_doc: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,7 @@ class Tuning:
                 "query_kind": self.query_kind, "reached": self.reached, "seconds": round(self.seconds, 2)}
 
 
-def query_snippets(texts: list[str], n: int = 2000, seed: int = 0, words: tuple[int, int] = (4, 12)) -> list[str]:
+def query_snippets(texts: Sequence[str], n: int = 2000, seed: int = 0, words: tuple[int, int] = (4, 12)) -> list[str]:
     """Query-like texts for tuning: a random run of 4-12 words (``words``) from each of n random passages.
 
     Embedded as queries they sit about as far from the passages as real questions do, or a
