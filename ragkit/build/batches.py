@@ -16,6 +16,8 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +28,7 @@ from ragkit.build.options import BuildOptions
 from ragkit.build.reuse import Kept
 from ragkit.documents import Document
 from ragkit.build.units import Piece, load_piece
+from ragkit.encoders.base import usable_cores
 from ragkit.encoders.cache import CachedKeys
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.encoders.registry import recorded_backend
@@ -70,9 +73,21 @@ def chunk_batch(docs: list[Document], embedder: Embedder, options: BuildOptions)
     return _chunked(docs, embedder, options)[0]
 
 
-def _chunked(docs: list[Document], embedder: Embedder, options: BuildOptions) -> tuple[ChunkPart, list[str]]:
+def _chunked(docs: list[Document], embedder: Embedder, options: BuildOptions,
+             beside: Callable[[list[str]], Any] | None = None) -> tuple[ChunkPart, list[str], Any]:
+    """The part of ``docs``, their passage texts, and what ``beside(texts)`` gives: run on this
+    thread while the BM25 terms are counted on another where the process has a second core
+    (the tokenizer and the lemma dictionary spend much of their time without the GIL)."""
     spans, texts, prefixed, settings = stages.chunk(docs, embedder, options, NoProgress())
-    return ChunkPart(spans, prefixed, settings, *_counts(docs, texts)), texts
+    if beside is None:
+        return ChunkPart(spans, prefixed, settings, *_counts(docs, texts)), texts, None
+    if usable_cores() < 2:  # a Ray actor of one CPU: one thread
+        counts = _counts(docs, texts)
+        return ChunkPart(spans, prefixed, settings, *counts), texts, beside(texts)
+    with ThreadPoolExecutor(1, thread_name_prefix="ragkit-count") as pool:
+        counting = pool.submit(_counts, docs, texts)
+        other = beside(texts)
+        return ChunkPart(spans, prefixed, settings, *counting.result()), texts, other
 
 
 def _counts(docs: list[Document], texts: list[str]) -> tuple[TermCounts, TermCounts]:
@@ -119,13 +134,16 @@ def unit_work(docs: list[Document], embedder: Embedder, work: UnitWork
     from ragkit.build.languages import languages_of
     from ragkit.ingest.dedup import body, document_keys
 
-    part, texts = _chunked(docs, embedder, work.options)
-    held = work.cached.holds(texts) if work.cached is not None else np.zeros(len(texts), dtype=bool)
-    embedded = np.flatnonzero(~held)
-    vectors = (embedder.embed_passages([texts[i] for i in embedded]) if embedded.size
-               else np.zeros((0, int(embedder.dimension)), dtype=np.float32))
-    return (part, languages_of(docs) if work.languages else [], document_keys([body(d) for d in docs]),
-            embedded, np.ascontiguousarray(vectors, dtype=np.float32))
+    def rest(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        held = work.cached.holds(texts) if work.cached is not None else np.zeros(len(texts), dtype=bool)
+        embedded = np.flatnonzero(~held)
+        vectors = (embedder.embed_passages([texts[i] for i in embedded]) if embedded.size
+                   else np.zeros((0, int(embedder.dimension)), dtype=np.float32))
+        return (languages_of(docs) if work.languages else [], document_keys([body(d) for d in docs]), embedded,
+                np.ascontiguousarray(vectors, dtype=np.float32))
+
+    part, _, others = _chunked(docs, embedder, work.options, rest)
+    return (part, *others)
 
 
 def narrowed(result: UnitResult, docs: list[Document], keep: list[bool]) -> UnitResult:
