@@ -7,8 +7,8 @@ reprints, embed what the cache lacks) and hands the results back in corpus order
 (:class:`_Sink`) writes each result as it comes and lets it go: the documents and passage
 rows into the new store, the term counts into on-disk runs (:class:`ragkit.lexical.spill.SpilledCounts`),
 the vectors into a scratch file and the embedding cache. What it keeps grows by a few numbers
-a passage or document: its document row (4 bytes), the BM25 row length (8), the reprint keys
-(8 x 18 bytes a document) and language of each document.
+a passage or document: a passage's document row (4 bytes) and BM25 length (8), a document's
+passage count (4), reprint keys (17 x 8 bytes) and language; and the BM25 vocabulary.
 
 Once every unit is in, the BM25 folders are written from the runs a range of terms at a time,
 the reprint groups from the keys (their texts read back from the store only for the pairs to
@@ -49,7 +49,7 @@ from ragkit.progress import Progress
 from ragkit.store.sqlite import Store
 
 _RUN_ENTRIES = 1 << 22  # BM25 entries held before a run goes to disk (12 bytes each)
-_BLOCK_ENTRIES = 1 << 22  # and written at once per range of terms
+_BLOCK_ENTRIES = 1 << 20  # and written at once per range of terms (~30 bytes each while written)
 _SAMPLE = 500  # documents read to choose the default model
 
 

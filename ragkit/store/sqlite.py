@@ -136,7 +136,7 @@ class Store:
         conn = sqlite3.connect(p)
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB of pages while it is written
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages while it is written (a fixed share of a budget)
         conn.executescript(_SCHEMA)
         return cls(conn, p)
 
