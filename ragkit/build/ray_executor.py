@@ -56,7 +56,6 @@ from ragkit.vectors.faiss_index import VectorIndex
 _RETRIES = 3  # restarts of a dead actor, and retries of the unit it was running
 _TAIL = 2  # units shrink once fewer than this many per worker of the largest size are left
 _UNIT_BYTES = 16 << 20  # an update's unit of files to read stops at the first file past this many bytes
-_SHARD_MAX = 250_000  # vectors a shard of the vector index holds at most (384 MB of float32 at d = 384)
 
 
 def guided_bounds(n: int, largest: int, multiple: int, workers: int) -> list[tuple[int, int]]:
@@ -89,7 +88,8 @@ class RayExecutor:
     of files (shrinking to ``smallest_unit`` toward the corpus's end) and at most
     ``files_per_unit`` files, or holds ``documents_per_unit`` Document objects; an update's
     units hold ``documents_per_unit`` documents to cut or ``texts_per_unit`` texts to embed.
-    Vector shards hold at least ``shard_vectors``.
+    Vector shards hold at least ``shard_vectors``; at most ``ship_bytes`` of them are in the
+    object store at once (see :meth:`fill`).
     """
 
     name = "ray"
@@ -97,7 +97,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, workers: int = 2, *, cpus_per_worker: float | None = None,
                  gpus_per_worker: float = 0.0, unit_bytes: int = 4 << 20, smallest_unit: int = 16 << 10,
                  files_per_unit: int = 64, documents_per_unit: int = 64, texts_per_unit: int = 256,
-                 shard_vectors: int = 100_000, verbose: bool = False) -> None:
+                 shard_vectors: int = 100_000, ship_bytes: int = 128 << 20, verbose: bool = False) -> None:
         if workers < 1:
             raise InvalidArgumentError(f"--workers must be at least 1, got {workers}")
         if cpus_per_worker is not None and cpus_per_worker <= 0:
@@ -112,6 +112,7 @@ class RayExecutor:
         self.documents_per_unit = int(documents_per_unit)
         self.texts_per_unit = int(texts_per_unit)
         self.shard_vectors = max(1, int(shard_vectors))
+        self.ship_bytes = max(1, int(ship_bytes))
         self.verbose = verbose
         self._started = False
         self._ready = False
@@ -323,12 +324,16 @@ class RayExecutor:
 
         Only flat and inverted-list types merge (FAISS has no ``merge_from`` for HNSW or refine
         types), and only collections of at least two shards are worth shipping: otherwise
-        None, and the driver adds the vectors itself. A shard holds at most ``_SHARD_MAX``
-        vectors and at most ``2 x workers`` shards are out at once, so the object store never
-        holds the whole collection (``vectors`` may be a file the driver maps).
+        None, and the driver adds the vectors itself. At most ``2 x workers`` shards (and 8) are
+        out at once, together at most ``ship_bytes`` of vectors: the driver writes each shard
+        into the object store, and that shared memory counts as the driver's (a memory cgroup
+        charges it to the process that wrote it, and cannot reclaim it without swap).
+        ``vectors`` may be a file the driver maps.
         """
         mergeable = index.exact or (index.nlist is not None and "k_factor" not in index.tunable)
-        shards = max(min(4 * self.workers, len(ids) // self.shard_vectors), -(-len(ids) // _SHARD_MAX))
+        out = min(2 * self.workers, 8)
+        largest = max(1_000, self.ship_bytes // (out * 4 * index.dimension))
+        shards = max(min(4 * self.workers, len(ids) // self.shard_vectors), -(-len(ids) // largest))
         if not mergeable or len(ids) // self.shard_vectors < 2:
             return None
         self.start()
@@ -343,7 +348,7 @@ class RayExecutor:
         nodes = self.nodes.setdefault("vectors", {})
         try:
             for i, (a, b) in enumerate(spans):  # in shard order: the ids stay in build order
-                while len(refs) < min(len(spans), i + 2 * self.workers):
+                while len(refs) < min(len(spans), i + out):
                     lo, hi = spans[len(refs)]
                     refs.append(task.remote(empty, index.factory, ids[lo:hi], np.ascontiguousarray(vectors[lo:hi])))
                 data, node = ray.get(refs[i])
