@@ -19,10 +19,10 @@ passages with all-MiniLM-L6-v2 on torch, where embedding is almost all of the st
 The machine may be shared: the load average before and after each run is recorded, and over
 the streamed stage every process's CPU time by role (the driver, Ray's workers, Ray's daemons,
 the rest) and the machine's idle time (``embedding_cpu_s``), which shows where the cores went.
-The actor pool's start (a model load an actor) is ``pool_start_s``. ``--rounds N`` interleaves the configurations N times and
-reports each ratio per round and the median. Writes benchmarks/results/ray.json and ray.png
-(``--name`` another name); ``--backend onnx-int8`` embeds MiniLM in int8 instead and writes
-ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
+The actor pool's start (a model load an actor) is ``pool_start_s``. ``--rounds N`` interleaves
+the configurations N times and reports each ratio per round and the median. Writes
+benchmarks/results/ray.json and ray.png (``--name`` another name); ``--backend onnx-int8`` embeds
+MiniLM in int8 instead and writes ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class Timer:
     def finish(self): pass
 executor = None
 if engine.startswith("ray"):
-    t = time.perf_counter(); start_ray(num_cpus=2); out["ray_init_s"] = time.perf_counter() - t
+    joined = os.environ.get("RAGKIT_BENCH_RAY_ADDRESS")  # a cluster started apart (ray start --head)
+    t = time.perf_counter(); start_ray(joined, num_cpus=2); out["ray_init_s"] = time.perf_counter() - t
     executor = RayExecutor(workers=int(engine.split("-")[1]))
     if sys.argv[6] == "warm":
         tiny = os.path.join(os.path.dirname(target), "tiny.jsonl")
@@ -179,13 +180,14 @@ def child_env(threads: int, backend: str = "torch") -> dict[str, str]:
 
 
 def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, backend: str = "torch",
-               round_: int = 0, index_type: str = "auto") -> dict:
+               round_: int = 0, index_type: str = "auto", prefix: tuple[str, ...] = (),
+               env: dict[str, str] | None = None) -> dict:
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
-    env = child_env(threads, backend)
+    env = {**child_env(threads, backend), **(env or {})}
     target = work / f"{engine}-{model}-{time.monotonic_ns()}"
     before = load()
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, engine, str(corpus), str(target), str(threads), model,
+    out = subprocess.run([*prefix, sys.executable, "-c", CHILD, engine, str(corpus), str(target), str(threads), model,
                           "warm" if warm else "cold", index_type], capture_output=True, text=True, env=env,
                          timeout=4 * 3600)
     wall = time.perf_counter() - t
