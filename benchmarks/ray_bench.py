@@ -20,7 +20,9 @@ The machine may be shared: the load average before and after each run is recorde
 the streamed stage every process's CPU time by role (the driver, Ray's workers, Ray's daemons,
 the rest) and the machine's idle time (``embedding_cpu_s``), which shows where the cores went.
 The actor pool's start (a model load an actor) is ``pool_start_s``. ``--rounds N`` interleaves
-the configurations N times and reports each ratio per round and the median. Writes
+the configurations N times (in reverse order every other round, so a drift in the machine's speed
+cancels) and reports each ratio per round and the median; a fixed Python loop is timed before
+and after each run (``loop_s_before/after``) to show how fast the shared core ran. Writes
 benchmarks/results/ray.json and ray.png (``--name`` another name); ``--backend onnx-int8`` embeds
 MiniLM in int8 instead and writes ray-onnx-int8.json/png (``--copies 0`` skips navec-ru).
 """
@@ -152,6 +154,17 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def machine_speed() -> float:
+    """Seconds a fixed pure-Python loop takes here now (best of 3): how fast this shared machine's
+    core runs at the moment, recorded beside each run to read its noise (not used in any ratio)."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        best = min(best, time.perf_counter() - t)
+    return round(best, 3)
+
+
 def make_corpus(folder: Path, copies: int, limit: int | None = None) -> Path:
     src = DATA / CORPUS
     if not src.exists():
@@ -185,7 +198,7 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, ba
     threads = int(engine.split("-")[1]) if engine.startswith("local") else 1
     env = {**child_env(threads, backend), **(env or {})}
     target = work / f"{engine}-{model}-{time.monotonic_ns()}"
-    before = load()
+    before, speed = load(), machine_speed()
     t = time.perf_counter()
     out = subprocess.run([*prefix, sys.executable, "-c", CHILD, engine, str(corpus), str(target), str(threads), model,
                           "warm" if warm else "cold", index_type], capture_output=True, text=True, env=env,
@@ -197,7 +210,8 @@ def run_config(engine: str, corpus: Path, work: Path, model: str, warm: bool, ba
         raise SystemExit(f"{engine} failed: {out.stderr[-2000:]}")
     result = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     result.update({"engine": engine, "model": model, "backend": backend, "process_s": round(wall, 2),
-                   "load_before": before, "load_after": load(), "round": round_})
+                   "load_before": before, "load_after": load(), "round": round_,
+                   "loop_s_before": speed, "loop_s_after": machine_speed()})
     print(json.dumps(result), flush=True)
     return result
 
@@ -326,7 +340,8 @@ def main() -> None:
         small = make_corpus(work, 1, args.minilm) if args.minilm else None
         for round_ in range(args.rounds):
             for corpus, model, backend in ((big, "navec-ru", "torch"), (small, "all-MiniLM-L6-v2", args.backend)):
-                for engine in engines if corpus is not None else ():
+                order = engines if round_ % 2 == 0 else engines[::-1]  # ABBA: a drift in the machine's speed cancels
+                for engine in order if corpus is not None else ():
                     if (engine, model, round_) not in done:
                         results.append(run_config(engine, corpus, work, model, backend=backend, round_=round_,
                                                   warm=model == "navec-ru" and engine.startswith("ray")))
