@@ -181,3 +181,35 @@ def test_a_rebuild_embeds_only_what_the_cache_lacks(tmp_path):
     second = build_index([corpus], tmp_path / "ix", model=MODEL, executor=TinyUnits())
     assert 0 < second.embedded < first.embedded
     assert not [p for p in (tmp_path / "ix").iterdir() if p.name.startswith(".stream-")]  # scratch removed
+
+
+class HeldResults(TinyUnits):
+    """TinyUnits that records, as it hands each unit's result over, how many earlier results are
+    still alive (weak references; the garbage collector run first)."""
+
+    def stream(self, units, embedder, work, take):  # noqa: ANN001
+        import gc
+        import weakref
+
+        from ragkit.build.batches import run_unit
+
+        self.alive: list[int] = []
+        refs: list[weakref.ref] = []
+        for i, unit in enumerate(units):
+            result = run_unit(unit, embedder, work)
+            gc.collect()
+            self.alive.append(sum(r() is not None for r in refs))
+            refs.append(weakref.ref(result))
+            take(i, result)
+            del result
+
+
+def test_the_driver_lets_each_units_result_go_once_written(tmp_path):
+    """The driver holds one unit at a time: once a unit's result is written, nothing keeps it
+    (what bounds the driver's memory on a corpus of any size; benchmarks/driver_memory.py
+    measures it in a memory cgroup)."""
+    corpus = write_corpus(tmp_path / "corpus")
+    held = HeldResults(largest=300)
+    result = build_index([corpus], tmp_path / "idx", model=MODEL, executor=held)
+    assert len(held.alive) > 10 and result.passages > 0
+    assert held.alive == [0] * len(held.alive)
