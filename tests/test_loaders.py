@@ -495,7 +495,8 @@ def test_files_read_one_by_one_and_merged_equal_one_local_read(tmp_path: Path) -
     plan order) gives the documents, ids, metadata, pages and report of one local read."""
     from messy_tree import messy_tree
 
-    from ragkit.build.batches import load_batch, pack_files, pack_loads, unpack_files, unpack_loads
+    from ragkit.build.batches import load_pieces, pack_loads, unpack_loads
+    from ragkit.build.units import Piece, pack_unit, unpack_unit
     from ragkit.ingest.loaders import iter_documents, merged_documents, planned_files
 
     paths = messy_tree(tmp_path)
@@ -503,8 +504,8 @@ def test_files_read_one_by_one_and_merged_equal_one_local_read(tmp_path: Path) -
     local = list(iter_documents(paths, local_report))
     report = LoadReport()
     planned = planned_files(paths, report)
-    shipped = unpack_files(pack_files([(str(p), i) for p, i, _ in planned]))
-    loads = unpack_loads(pack_loads(load_batch(shipped)))
+    shipped = unpack_unit(pack_unit([Piece(str(p), i, before) for p, i, before in planned]))
+    loads = unpack_loads(pack_loads(load_pieces(shipped)))
     merged = list(merged_documents(planned, loads, report))
     assert merged == local
     assert (report.files, report.documents, report.skipped) == (local_report.files, local_report.documents,
@@ -519,10 +520,11 @@ def test_files_read_one_by_one_and_merged_equal_one_local_read(tmp_path: Path) -
 
 
 def test_a_file_another_machine_does_not_see_is_marked_for_the_driver(tmp_path: Path) -> None:
-    from ragkit.build.batches import load_batch
+    from ragkit.build.batches import load_pieces
+    from ragkit.build.units import Piece
 
     there = write(tmp_path / "a.txt", "Текст.")
-    assert load_batch([(str(tmp_path / "gone.txt"), "gone.txt"), (str(there), "a.txt")])[0] is None
+    assert load_pieces([Piece(str(tmp_path / "gone.txt"), "gone.txt", 0), Piece(str(there), "a.txt", 0)])[0] is None
 
 
 def test_a_merged_stream_of_whole_files_equals_one_local_read(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The build stages over one batch, as a worker runs them, and the merge of their results.
 
-A worker gets a batch of files to read (:func:`load_batch`), of documents, or of passage texts;
+A worker gets a unit of file pieces to read (:func:`load_pieces`), of documents, or of passage texts;
 it rebuilds the encoder from its picklable spec (:func:`worker_embedder`), and returns a
 partial result that the driver merges in batch order: each file's documents and skips (in the
 order :func:`ragkit.ingest.loaders.merged_documents` needs); passage spans per document, and
@@ -33,7 +33,7 @@ from ragkit.encoders.base import usable_cores
 from ragkit.encoders.cache import CachedKeys
 from ragkit.encoders.embedder import Embedder, EncoderSpec
 from ragkit.encoders.registry import recorded_backend
-from ragkit.ingest.loaders import FileLoad, load_file
+from ragkit.ingest.loaders import FileLoad
 from ragkit.lexical.analysis import Analyzer
 from ragkit.lexical.bm25 import LexicalIndex, TermCounts, count_terms
 from ragkit.progress import NoProgress
@@ -131,7 +131,7 @@ class UnitResult:
 def run_unit(unit: list[Piece] | list[Document], embedder: Embedder, work: UnitWork) -> UnitResult:
     """Read a unit (file pieces, or Document objects) and do its work."""
     if unit and isinstance(unit[0], Piece):
-        loads = [load_piece(p) if os.path.lexists(p.path) else None for p in unit]  # type: ignore[union-attr]
+        loads = load_pieces(unit)  # type: ignore[arg-type]
         docs = [doc for load in loads if load is not None for _, doc in load.documents]
         return UnitResult(loads, *unit_work(docs, embedder, work))
     return UnitResult([], *unit_work(unit, embedder, work))  # type: ignore[arg-type]
@@ -187,18 +187,10 @@ def unpack_documents(data: bytes) -> list[Document]:
     return [Document(*row) for row in json.loads(bytes(data).decode("utf-8"))]
 
 
-def load_batch(files: list[tuple[str, str]]) -> list[FileLoad | None]:
-    """What each planned file ``(path, default id)`` gives; None for a path this machine does not
-    see (the driver reads that one: a cluster without a shared filesystem still builds)."""
-    return [load_file(path, doc_id) if os.path.lexists(path) else None for path, doc_id in files]
-
-
-def pack_files(files: list[tuple[str, str]]) -> bytes:
-    return _json_bytes(files)
-
-
-def unpack_files(data: bytes) -> list[tuple[str, str]]:
-    return [(path, doc_id) for path, doc_id in _from_json_bytes(data)]
+def load_pieces(pieces: list[Piece]) -> list[FileLoad | None]:
+    """What each piece gives (:func:`ragkit.build.units.load_piece`); None for a file this machine
+    does not see (the driver reads that one: a cluster without a shared filesystem still builds)."""
+    return [load_piece(p) if os.path.lexists(p.path) else None for p in pieces]
 
 
 def pack_loads(loads: list[FileLoad | None]) -> bytes:

@@ -10,7 +10,6 @@ with the node that made it, the actor's peak memory and when it was ready
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from ragkit.build import batches
 from ragkit.build.options import BuildOptions
 from ragkit.build.ray_runtime import quiet_worker, worker_encoder
-from ragkit.build.units import load_piece, unpack_unit
+from ragkit.build.units import unpack_unit
 from ragkit.encoders.embedder import EncoderSpec
 from ragkit.vectors.faiss_index import VectorIndex
 
@@ -32,8 +31,7 @@ class LoadActor:
         self.ready = time.time()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [batches.pack_loads([load_piece(p) if os.path.lexists(p.path) else None for p in unpack_unit(u)])
-               for u in batch["unit"]]
+        out = [batches.pack_loads(batches.load_pieces(unpack_unit(u))) for u in batch["unit"]]
         return output(batch, out, self.ready)
 
 

@@ -47,7 +47,7 @@ from ragkit.encoders.embedder import Embedder
 from ragkit.build.ray_runtime import RayBuildError, clear_error, quiet_ray_data, ray_module, start_ray
 from ragkit.build.units import load_piece, pack_unit, plan_units
 from ragkit.errors import InvalidArgumentError, RagkitError
-from ragkit.ingest.loaders import MergedStream, planned_files
+from ragkit.ingest.loaders import FileLoad, MergedStream, planned_files
 from ragkit.ingest.report import LoadReport
 from ragkit.lexical.bm25 import LexicalIndex
 from ragkit.progress import NoProgress, Progress
@@ -247,16 +247,17 @@ class RayExecutor:
         merge = MergedStream(report)
         docs: list[Document] = []
 
-        def take(seq: int, result: bytes) -> None:
-            for piece, load in zip(units[seq], batches.unpack_loads(result), strict=True):
+        def take(seq: int, loads: list[FileLoad | None]) -> None:
+            for piece, load in zip(units[seq], loads, strict=True):
                 docs.extend(merge.take(piece.skips_before, load if load is not None else load_piece(piece)))
             progress.advance(len(units[seq]))
 
         if len(units) < 2:  # nothing to spread: no actor pool to start
             for i, unit in enumerate(units):
-                take(i, batches.pack_loads([load_piece(p) for p in unit]))
+                take(i, [load_piece(p) for p in unit])
         else:
-            self._map("load", ray_actors.LoadActor, [pack_unit(u) for u in units], {}, take, ordered=True)
+            self._map("load", ray_actors.LoadActor, [pack_unit(u) for u in units], {},
+                      lambda seq, data: take(seq, batches.unpack_loads(data)), ordered=True)
         merge.finish()
         progress.finish()
         return docs
