@@ -102,7 +102,6 @@ def chunk(  # noqa: ANN202
         title_tokens = dict(zip(todo, counts))
     progress.start("Chunking", len(docs))
     spans: list[list[tuple[int, int]]] = []
-    texts: list[str] = []
     prefixed: list[bool] = []
     for i, (doc, st) in enumerate(zip(docs, stored)):
         if i in title_tokens:
@@ -115,12 +114,11 @@ def chunk(  # noqa: ANN202
             doc_spans = [(start, end) for _, start, end in st.passages]
         else:
             doc_spans = chunker.spans(doc.text, budget - (title_tokens[i] + 1 if has_prefix else 0))  # type: ignore[union-attr]
-        prefix = doc.title + "\n" if has_prefix else ""
         spans.append(doc_spans)
-        texts.extend(prefix + doc.text[s:e] for s, e in doc_spans)
         prefixed.append(has_prefix)
         progress.advance()
     progress.finish()
+    texts = passage_texts(docs, spans, prefixed)
     if kept is not None and kept.chunker:
         settings = dict(kept.chunker)
     else:
