@@ -162,12 +162,8 @@ def embed(root: Path, texts: list[str], embedder: Embedder, progress: Progress,
                            passage_cache_tag(embedder))
     try:
         keys = cache.keys(texts)
-        found = cache.get(keys)
-        missing = [i for i, k in enumerate(keys) if k not in found]
         vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-        for i, k in enumerate(keys):
-            if k in found:
-                vectors[i] = found[k]
+        missing = cache.fill(keys, range(len(texts)), vectors)
         progress.start(label, len(missing))
         if missing:
             fresh = (encode or embedder.embed_passages)([texts[i] for i in missing], progress=progress.advance)

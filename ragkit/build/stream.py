@@ -116,9 +116,8 @@ def write(root: Path, corpus: Corpus, embedder: Any, options: BuildOptions, prog
     try:
         sink = _Sink(root, names, embedder, options, progress, corpus, scratch)
         try:
-            work = UnitWork(options, sink.cached(), languages=options.language_vectors)
             progress.start("Reading and embedding", len(corpus.units))
-            executor.stream(corpus.units, embedder, work, lambda seq, result: sink.take(corpus.units[seq], result))
+            executor.stream(corpus.units, embedder, sink.work, lambda seq, result: sink.take(corpus.units[seq], result))
             progress.finish()
             written = sink.finish(generation, executor, started)
         finally:
@@ -154,11 +153,8 @@ class _Sink:
         self.documents = self.passages = self.embedded = 0
         self._t0 = time.perf_counter()
         self._detail: Callable[[str], None] | None = getattr(progress, "detail", None)
-
-    def cached(self) -> Any:  # noqa: ANN401 - CachedKeys or None
-        """What the embedding cache holds, for the workers (None: it holds nothing)."""
-        held = self.cache.held()
-        return held if len(held.heads) else None
+        held = self.cache.held()  # what the embedding cache holds, for the workers (None: nothing)
+        self.work = UnitWork(options, held if len(held.heads) else None, languages=options.language_vectors)
 
     # -- each unit ---------------------------------------------------------------------------------
     def take(self, unit: list[Piece] | list[Document], result: UnitResult) -> None:
@@ -198,9 +194,8 @@ class _Sink:
         loads = result.loads
         if any(load is None for load in loads):
             loads = [load if load is not None else load_piece(piece) for piece, load in zip(unit, loads)]  # type: ignore[arg-type]
-            work = UnitWork(self.options, None, languages=self.options.language_vectors)
             docs_all = [doc for load in loads for _, doc in load.documents]  # type: ignore[union-attr]
-            result = UnitResult(loads, *batches.unit_work(docs_all, self.embedder, work))
+            result = UnitResult(loads, *batches.unit_work(docs_all, self.embedder, self.work))
         docs_all, kept = [], set()
         for piece, load in zip(unit, loads):
             docs_all.extend(doc for _, doc in load.documents)  # type: ignore[union-attr]
@@ -221,16 +216,10 @@ class _Sink:
         fresh = np.zeros(len(texts), dtype=bool)
         fresh[result.embedded] = True
         keys = self.cache.keys(texts)
-        rest = np.flatnonzero(~fresh)
-        if rest.size:
-            found = self.cache.get([keys[i] for i in rest])
-            lacking = [int(i) for i in rest if keys[i] not in found]
-            for i in rest:
-                if keys[i] in found:
-                    vectors[i] = found[keys[i]]
-            if lacking:
-                vectors[lacking] = self.embedder.embed_passages([texts[i] for i in lacking])
-                fresh[lacking] = True
+        lacking = self.cache.fill(keys, np.flatnonzero(~fresh).tolist(), vectors)
+        if lacking:
+            vectors[lacking] = self.embedder.embed_passages([texts[i] for i in lacking])
+            fresh[lacking] = True
         new = np.flatnonzero(fresh)
         if new.size:
             self.cache.put([keys[i] for i in new], vectors[new])

@@ -60,6 +60,18 @@ class EmbeddingCache:
             self._reset(exc)
             return {}
 
+    def fill(self, keys: Sequence[bytes], rows: Sequence[int], vectors: np.ndarray) -> list[int]:
+        """Set ``vectors[i]`` for each of ``rows`` whose key (``keys[i]``) the cache holds; returns the rows it lacks."""
+        found = self.get([keys[i] for i in rows])
+        lacking: list[int] = []
+        for i in rows:
+            vector = found.get(keys[i])
+            if vector is None:
+                lacking.append(int(i))
+            else:
+                vectors[i] = vector
+        return lacking
+
     def _get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         size = self.dimension * 4
